@@ -1,0 +1,184 @@
+"""CIFAR-10 (torchvision), CIFAR-format folders, and an offline synthetic set, in the model's input format.
+
+Images are kept as raw uint8 (N, 32, 32, 3) and turned into model inputs batch by batch with the spec's
+preprocessing: resize the short side to 70, centre-crop 64x64, scale to [0, 1] (``ToTensor``), no normalisation.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from .errors import DataError
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DATASETS = ("cifar10", "synthetic")
+RESIZE, CROP = 70, 64
+SYNTHETIC_SIZES = {"train": 8000, "test": 2000}
+SYNTHETIC_SEED = 0
+
+
+@dataclass
+class Split:
+    """One split of a dataset: raw uint8 images (N, 32, 32, 3) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    dataset: str      # "cifar10", "cifar10-folder" (CIFAR layout, not the official files) or "synthetic"
+    split: str        # "train" or "test"
+    source: str       # folder or generator description, for records
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def inputs(self, index=None) -> torch.Tensor:
+        """Model inputs (n, 3, 64, 64) float32 in [0, 1] for ``index`` (None = all; mind the memory)."""
+        raw = self.images if index is None else self.images[torch.as_tensor(index, dtype=torch.long)]
+        return preprocess(raw)
+
+    def batches(self, batch_size: int = 256, index=None):
+        """Yield (inputs, labels, dataset_indices) in order, ``batch_size`` at a time."""
+        order = torch.arange(len(self)) if index is None else torch.as_tensor(index, dtype=torch.long)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            yield preprocess(self.images[idx]), self.labels[idx], idx
+
+
+def preprocess(raw: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, 32, 32, 3) -> float32 (n, 3, 64, 64): Resize(70) + CenterCrop(64) + ToTensor, batched."""
+    x = raw.permute(0, 3, 1, 2).contiguous()
+    x = TF.resize(x, [RESIZE], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    x = TF.center_crop(x, [CROP])
+    return x.to(torch.float32).div_(255.0)
+
+
+def load_split(dataset: str = "cifar10", split: str = "test", data_dir: str | Path = "data",
+               download: bool = True, synthetic_seed: int = SYNTHETIC_SEED) -> Split:
+    """Load ``split`` of ``dataset``. CIFAR-10 is downloaded into ``data_dir`` on first use when ``download``.
+
+    The synthetic set is fixed by ``synthetic_seed`` (not the scripts' ``--seed``), so every tool sees the same images.
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
+    if dataset == "synthetic":
+        return synthetic_split(split, seed=synthetic_seed)
+    if dataset != "cifar10":
+        raise DataError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+    return _load_cifar(Path(data_dir), split, download)
+
+
+def _load_cifar(root: Path, split: str, download: bool) -> Split:
+    from torchvision.datasets import CIFAR10
+
+    folder = root / CIFAR10.base_folder
+    train = split == "train"
+    try:
+        ds = CIFAR10(str(root), train=train, download=False)
+        return _to_split(ds, "cifar10", split, folder)
+    except RuntimeError:
+        pass  # not there, or not the official files: handled below
+    wanted = [name for name, _ in (CIFAR10.train_list if train else CIFAR10.test_list)] + [CIFAR10.meta["filename"]]
+    present = [name for name in wanted if (folder / name).is_file()]
+    if present:
+        missing = sorted(set(wanted) - set(present))
+        if missing:
+            raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
+        log.warning("%s does not match the official CIFAR-10 md5 sums: loading it as a CIFAR-format folder", folder)
+        ds = _UncheckedCIFAR10(str(root), train=train)
+        return _to_split(ds, "cifar10-folder", split, folder)
+    if not download:
+        raise DataError(_missing_message(folder))
+    try:
+        ds = CIFAR10(str(root), train=train, download=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as err:
+        raise DataError(f"{_missing_message(folder)} (download failed: {str(err).splitlines()[0][:120]})") from None
+    return _to_split(ds, "cifar10", split, folder)
+
+
+def _missing_message(folder: Path) -> str:
+    return (f"CIFAR-10 not found in {folder}: run once with internet to download it, point --data-dir at a folder "
+            f"holding cifar-10-batches-py, or use --dataset synthetic offline")
+
+
+def _unchecked_cifar_class():
+    from torchvision.datasets import CIFAR10
+
+    class UncheckedCIFAR10(CIFAR10):
+        """torchvision's CIFAR10 reader without the md5 check, for CIFAR-format folders of one's own."""
+
+        def _check_integrity(self) -> bool:
+            return True
+
+    return UncheckedCIFAR10
+
+
+def _UncheckedCIFAR10(root: str, train: bool):
+    try:
+        return _unchecked_cifar_class()(root, train=train, download=False)
+    except Exception as err:  # a corrupt pickle can raise many types; report which file and why
+        raise DataError(f"{root}: cannot read CIFAR-format batches ({type(err).__name__}: {err})") from None
+
+
+def _to_split(ds, name: str, split: str, folder: Path) -> Split:
+    images = np.asarray(ds.data)
+    labels = np.asarray(ds.targets, dtype=np.int64)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
+        raise DataError(f"{folder}: images have shape {images.shape} ({images.dtype}), expected (N, 32, 32, 3) uint8")
+    if len(labels) != len(images):
+        raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+        raise DataError(f"{folder}: labels outside 0..9 (found {labels.min()}..{labels.max()})")
+    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels), name, split, str(folder))
+
+
+def synthetic_split(split: str, seed: int = 0, size: int | None = None) -> Split:
+    """The offline ``synthetic`` set: deterministic from ``seed``, CIFAR-shaped, 10 classes.
+
+    Each class has a smooth colour prototype. An image of class c is ``w * shift(proto[c]) +
+    (1 - w) * shift(proto[c'])`` for a random other class c' with w ~ U(0.4, 1), plus a random smooth background
+    and pixel noise. Images with w near or below 0.5 are genuinely ambiguous, so a trained AlexNet lands around
+    75-90% test accuracy and has real misclassifications to repair. Train and test are drawn independently.
+    """
+    n = size if size is not None else SYNTHETIC_SIZES[split]
+    protos = _smooth_noise(np.random.default_rng(seed), 10, grid=4)                    # (10, 32, 32, 3)
+    rng = np.random.default_rng([seed, 1 if split == "train" else 2])
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    other = (labels + rng.integers(1, 10, size=n)) % 10
+    weight = rng.uniform(0.4, 1.0, size=(n, 1, 1, 1))
+    x = weight * _shifted(protos[labels], rng) + (1 - weight) * _shifted(protos[other], rng)
+    x = 0.75 * x + 0.25 * _smooth_noise(rng, n, grid=3) + rng.normal(0, 0.06, size=x.shape)
+    images = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+    return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), "synthetic", split,
+                 f"synthetic(seed={seed}, n={n})")
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, grid: int) -> np.ndarray:
+    """(n, 32, 32, 3) smooth random colour fields in [0, 1]: a (grid x grid) random image, bilinearly upsampled."""
+    coarse = torch.from_numpy(rng.uniform(0, 1, size=(n, 3, grid, grid)).astype(np.float32))
+    fine = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=True)
+    return fine.permute(0, 2, 3, 1).numpy().astype(np.float64)
+
+
+def _shifted(images: np.ndarray, rng: np.random.Generator, max_shift: int = 4) -> np.ndarray:
+    """Roll each image by a random (dy, dx) in [-max_shift, max_shift] and flip half of them horizontally."""
+    out = np.empty_like(images)
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(len(images), 2))
+    flips = rng.random(len(images)) < 0.5
+    for i, img in enumerate(images):  # n rolls of one small image each: cheap, generated once per split
+        img = np.roll(img, tuple(shifts[i]), axis=(0, 1))
+        out[i] = img[:, ::-1] if flips[i] else img
+    return out
+
+
+def describe(split: Split) -> str:
+    """How a split is named in printed tables and saved files ("synthetic" stays visible)."""
+    return f"{split.dataset}/{split.split} ({len(split)} images)"

@@ -1,0 +1,124 @@
+"""Predictions and accuracy metrics: overall, per class, on index subsets, with margins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .data import CLASS_NAMES, Split
+
+
+@dataclass
+class Predictions:
+    """The model's outputs on (part of) a split, in dataset order."""
+
+    indices: np.ndarray   # (n,) dataset indices
+    labels: np.ndarray    # (n,) true labels
+    preds: np.ndarray     # (n,) argmax predictions
+    probs: np.ndarray     # (n, 10) softmax probabilities (float32)
+    margins: np.ndarray   # (n,) logit[label] - max other logit (negative = misclassified)
+
+    def accuracy(self, mask=None) -> float:
+        """Percentage correct (over ``mask`` if given); NaN for an empty selection."""
+        correct = self.preds == self.labels
+        if mask is not None:
+            correct = correct[mask]
+        return float(100.0 * correct.mean()) if correct.size else float("nan")
+
+    def per_class(self, mask=None) -> list[float]:
+        return [self.accuracy((self.labels == c) & (True if mask is None else mask)) for c in range(len(CLASS_NAMES))]
+
+    def subset(self, dataset_indices) -> np.ndarray:
+        """Boolean mask of the rows whose dataset index is in ``dataset_indices``."""
+        return np.isin(self.indices, np.asarray(dataset_indices, dtype=np.int64))
+
+
+@torch.no_grad()
+def logits_of(model: torch.nn.Module, inputs: torch.Tensor, device="cpu", batch_size: int = 256) -> torch.Tensor:
+    """Logits (n, 10) float32 on the CPU for already-preprocessed inputs (n, 3, 64, 64)."""
+    model.eval().to(device)
+    out = [model(inputs[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, len(CLASS_NAMES))
+
+
+def margins_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """logit[label] - max over other classes, per row (n,)."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    target = logits.gather(1, labels[:, None])[:, 0]
+    others = logits.scatter(1, labels[:, None], float("-inf")).max(dim=1).values
+    return target - others
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, split: Split, device="cpu", batch_size: int = 128, index=None,
+            progress: bool = True, desc: str = "evaluate") -> Predictions:
+    """One batched pass of ``model`` over ``split`` (or the dataset indices ``index``)."""
+    model.eval().to(device)
+    total = len(split) if index is None else len(index)
+    parts = {"indices": [], "labels": [], "logits": []}
+    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False)
+    for x, y, idx in split.batches(batch_size, index):
+        parts["logits"].append(model(x.to(device)).float().cpu())
+        parts["labels"].append(y)
+        parts["indices"].append(idx)
+        bar.update(len(y))
+    bar.close()
+    logits = torch.cat(parts["logits"]) if parts["logits"] else torch.zeros(0, len(CLASS_NAMES))
+    labels = torch.cat(parts["labels"]) if parts["labels"] else torch.zeros(0, dtype=torch.long)
+    indices = torch.cat(parts["indices"]) if parts["indices"] else torch.zeros(0, dtype=torch.long)
+    return Predictions(indices.numpy(), labels.numpy(), logits.argmax(1).numpy(),
+                       torch.softmax(logits, 1).numpy(), margins_of(logits, labels).numpy())
+
+
+def class_table(per_class_rows: dict[str, list[float]]) -> str:
+    """A fixed-width table: one line per class, one column per named accuracy list."""
+    names = list(per_class_rows)
+    lines = [f"{'class':<14}" + "".join(f"{n:>12}" for n in names)]
+    for c, cname in enumerate(CLASS_NAMES):
+        lines.append(f"{c} {cname:<12}" + "".join(f"{per_class_rows[n][c]:>12.2f}" for n in names))
+    return "\n".join(lines)
+
+
+def compare_models(base: Predictions, repaired: Predictions, edit_indices=(), holdout_indices=(),
+                   holdout: tuple[Predictions, Predictions] | None = None) -> dict:
+    """What a repair did, as the field defines it (both Predictions over the same test split, same order).
+
+    - test accuracy before/after on the whole split;
+    - drawdown = accuracy before - after on the drawdown set (split images NOT in the edit set or held-out set);
+    - generalization = accuracy after - before on the held-out same-kind images (``holdout_indices`` of this split,
+      or ``holdout`` = (before, after) predictions restricted to them when they live in another split);
+    - per-class accuracy change on the drawdown set, and the worst class.
+    Edit-set efficacy is measured on the edit images themselves (see repair verification), not here.
+    """
+    edit_indices = np.asarray(edit_indices, dtype=np.int64)
+    holdout_indices = np.asarray(holdout_indices, dtype=np.int64)
+    same_split_holdout = holdout_indices if holdout is None else np.zeros(0, np.int64)
+    drawdown_mask = ~base.subset(np.concatenate([edit_indices[edit_indices >= 0], same_split_holdout]))
+    before, after = base.per_class(drawdown_mask), repaired.per_class(drawdown_mask)
+    change = [a - b for a, b in zip(after, before)]
+    finite = [(c, v) for c, v in enumerate(change) if np.isfinite(v)]
+    worst_class, worst_change = min(finite, key=lambda cv: cv[1]) if finite else (None, float("nan"))
+    out = {"baseline_test_accuracy": base.accuracy(), "repaired_test_accuracy": repaired.accuracy(),
+           "drawdown_set_size": int(drawdown_mask.sum()),
+           "baseline_drawdown_accuracy": base.accuracy(drawdown_mask),
+           "repaired_drawdown_accuracy": repaired.accuracy(drawdown_mask),
+           "per_class_change": change, "worst_class": worst_class, "worst_class_change": worst_change}
+    out["drawdown"] = out["baseline_drawdown_accuracy"] - out["repaired_drawdown_accuracy"]
+    if holdout is None and len(holdout_indices):
+        mask = base.subset(holdout_indices)
+        holdout = (base, repaired) if mask.any() else None
+        pair_masks = (mask, repaired.subset(holdout_indices))
+    elif holdout is not None:
+        pair_masks = (None, None)
+    if holdout is not None:
+        out["holdout_size"] = int(len(holdout_indices))
+        out["baseline_holdout_accuracy"] = holdout[0].accuracy(pair_masks[0])
+        out["repaired_holdout_accuracy"] = holdout[1].accuracy(pair_masks[1])
+        out["generalization"] = out["repaired_holdout_accuracy"] - out["baseline_holdout_accuracy"]
+    else:
+        out.update(holdout_size=0, baseline_holdout_accuracy=float("nan"), repaired_holdout_accuracy=float("nan"),
+                   generalization=float("nan"))
+    return out
