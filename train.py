@@ -13,7 +13,7 @@ from alexnet_repair.errors import UsageError
 from alexnet_repair.fileio import write_json
 from alexnet_repair.model import save_checkpoint, small_alexnet
 from alexnet_repair.paths import path_for
-from alexnet_repair.training import TrainConfig, train
+from alexnet_repair.training import TrainConfig, init_for_training, train
 
 
 def build_parser() -> argparse.ArgumentParser:

