@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=defaults.lr, help=f"Adam learning rate (default {defaults.lr})")
     parser.add_argument("--width-scale", type=int, default=1,
                         help="divide every layer width by this (1 = the canonical AlexNet; >1 for quick tests)")
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N training images only")
     parser.add_argument("--output", default=str(path_for("base_model")), help="checkpoint path")
     parser.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -45,6 +46,10 @@ def main(argv=None) -> int:
     device = device_from(args)
     train_split = load_split(args.dataset, "train", args.data_dir, download=not args.no_download)
     test_split = load_split(args.dataset, "test", args.data_dir, download=not args.no_download)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UsageError("--limit must be >= 1")
+        train_split = train_split.head(args.limit)
     if args.width_scale < 1:
         raise UsageError("--width-scale must be >= 1")
     model = small_alexnet(args.width_scale)

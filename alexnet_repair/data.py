@@ -39,6 +39,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def head(self, n: int) -> "Split":
+        """The first ``n`` images (all if fewer)."""
+        return Split(self.images[:n], self.labels[:n], self.dataset, self.split, f"{self.source}[:{n}]")
+
     def inputs(self, index=None) -> torch.Tensor:
         """Model inputs (n, 3, 64, 64) float32 in [0, 1] for ``index`` (None = all; mind the memory)."""
         raw = self.images if index is None else self.images[torch.as_tensor(index, dtype=torch.long)]
