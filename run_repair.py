@@ -1,8 +1,15 @@
-"""Repair an AlexNet on an edit set with APRNN (an LP over one layer's weights and the later biases).
+"""Repair an AlexNet on an edit set with APRNN (an LP over one layer's weights and the later biases),
+or fine-tune the same parameters as a baseline (--method ft).
 
 Modes find the edit set editset_generator.py wrote: ``misclassified`` or ``by-class --target-class K``; or give
-``--edit-set PATH``. Only a repair that the saved float32 model verifies is written. Exit codes: 0 verified
-success, 1 no repair (infeasible, time limit, failed check), 2 bad input or usage.
+``--edit-set PATH``. Only a repair that the saved float32 model verifies is written.
+
+Partial repairs (status "partial"): with --on-infeasible max-fixed an infeasible LP becomes a MILP for the
+largest fixable subset; its repair is verified on that subset and written. Fine-tuning that leaves edit images
+unfixed after --ft-max-steps is written only with --save-partial. Both report the unfixed images.
+
+Exit codes: 0 verified success on EVERY edit image; 1 anything less (partial repair, infeasible, time limit,
+failed check); 2 bad input or usage.
 """
 
 from __future__ import annotations
@@ -48,6 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--formulation", choices=FORMULATIONS, default=d.formulation)
     parser.add_argument("--algorithm", default=d.algorithm, help="solver algorithm: auto, simplex, primal, ipm, "
                                                                  "ipm-nocrossover, pdlp")
+    parser.add_argument("--method", choices=["aprnn", "ft"], default=d.method,
+                        help="aprnn: the provable LP repair (default); ft: fine-tuning baseline on the same parameters")
+    parser.add_argument("--on-infeasible", choices=["fail", "max-fixed"], default=d.on_infeasible,
+                        help="aprnn: when no repair of all images exists, fail (default) or repair the largest "
+                             "fixable subset (a MILP; exit 1, status partial, model written)")
+    parser.add_argument("--save-partial", action="store_true",
+                        help="ft: write the model even when it does not fix every edit image")
+    ft = parser.add_argument_group("fine-tuning (--method ft)")
+    ft.add_argument("--ft-max-steps", type=int, default=1000, help="optimiser steps at most (default 1000)")
+    ft.add_argument("--ft-lr", type=float, default=None, help="learning rate (default 1e-3 adam, 1e-2 sgd)")
+    ft.add_argument("--ft-optimizer", choices=["adam", "sgd"], default="adam")
+    ft.add_argument("--ft-replay", type=int, default=0, metavar="N",
+                    help="training images (the edit set's dataset) mixed into every step, as in MFT (default 0)")
     parser.add_argument("--no-eval", action="store_true", help="skip the test-set drawdown evaluation")
     parser.add_argument("--json", action="store_true", help="print the JSON record instead of the report")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -61,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from(args) -> RepairConfig:
     return RepairConfig(layer=args.layer, rows=args.rows, param_bound=args.param_bound, margin=args.margin,
                         objective=args.objective, solver=args.solver, algorithm=args.algorithm,
-                        formulation=args.formulation, time_limit=args.time_limit, threads=args.threads)
+                        formulation=args.formulation, time_limit=args.time_limit, threads=args.threads,
+                        method=args.method, on_infeasible=args.on_infeasible)
 
 
 @script_main
@@ -78,25 +99,34 @@ def main(argv=None) -> int:
     device = device_from(args)
     model = load_checkpoint(args.weights)
     editset, editset_path = load_editset_for(args.mode, args.target_class, args.focus, args.edit_set, args.dataset)
-    dataset = args.dataset or editset.meta.get("dataset") or "cifar10"
+    dataset = args.dataset or (editset.meta.get("dataset") or "cifar10").removesuffix("-folder")
     if editset.meta.get("checkpoint_sha256") and editset.meta["checkpoint_sha256"] != file_sha256(args.weights):
         log.warning("edit set %s was built with another checkpoint than %s", editset_path, args.weights)
-    print(f"repairing {args.weights} on {editset_path} ({len(editset)} images, {dataset}) - {config.layer}, "
-          f"bound {config.param_bound}, margin {config.margin}", file=sys.stderr)
+    print(f"{'fine-tuning' if config.method == 'ft' else 'repairing'} {args.weights} on {editset_path} "
+          f"({len(editset)} images, {dataset}) - {config.layer}, bound {config.param_bound}, margin {config.margin}",
+          file=sys.stderr)
     result = run_repair_method(model, editset, config, args, device)
     record = {"tool": "run_repair", "weights": args.weights, "edit_set": str(editset_path), "dataset": dataset,
               **result.record(), "output": None, "versions": versions()}
-    if result.success:
+    if result.unfixable_indices is not None:
+        record["unfixable"] = [{"index": i, "dataset_index": int(editset.indices[i]), "class": c,
+                                "class_name": CLASS_NAMES[c]}
+                               for i, c in zip(result.unfixable_indices, result.unfixable_labels)]
+    save = result.success or (result.status == "partial" and (config.method == "aprnn" or args.save_partial))
+    if save:
         save_checkpoint(result.model, args.output)
         record["output"] = args.output
-        if not args.no_eval:
-            record["metrics"] = evaluate_repair(model, result.model, editset, dataset, args, device)
+    if result.model is not None and not args.no_eval:
+        record["metrics"] = evaluate_repair(model, result.model, editset, dataset, args, device)
     out = write_json(path_for("run_record", tool="repair", name=Path(str(editset_path)).stem), record)
     if args.json:
         print(json.dumps({**record, "record": str(out)}, indent=2, default=str))
     else:
         print_report(result, record, out)
-    if not result.success:
+    if result.status == "partial":
+        hint = "" if save else " (model not written: add --save-partial to keep it)"
+        print(f"partial: {result.message}{hint}", file=sys.stderr)
+    elif not result.success:
         print(f"error: {result.message}", file=sys.stderr)
     return 0 if result.success else 1
 
@@ -105,11 +135,26 @@ def print_report(result, record: dict, record_path: Path) -> None:
     v = result.verification
     print(f"status          {result.status}" + ("" if result.success else f" ({result.message})"))
     if v is not None:
-        print(f"points fixed    {v.correct}/{v.total} (verified min margin {v.min_margin:.4f})")
+        which = "" if v.required == v.total else f" on the {v.required} required"
+        print(f"points fixed    {v.fixed}/{v.total} with the margin (efficacy {v.efficacy:.2f}%; verified min "
+              f"margin{which} {v.min_margin:.4f})")
         print(f"max |change|    {v.max_abs_change:.6g}")
-    print(f"LP size         {result.n_vars} variables, {result.n_rows} rows, {result.nnz} nonzeros "
-          f"({result.formulation}, {result.n_solves} solve(s))")
-    print(f"solver          {result.solver} {result.solver_version}, iterations {result.iterations}")
+    unfixable = record.get("unfixable")
+    if unfixable:
+        shown = ", ".join(f"{u['index']} ({u['class_name']})" for u in unfixable[:20])
+        print(f"not fixed       {len(unfixable)}: {shown}{' ...' if len(unfixable) > 20 else ''}")
+    details = result.details
+    if "milp_status" in details:
+        print(f"max-fixed MILP  {details['milp_status']}, {details['milp_claimed']} fixable (bound "
+              f"{details['milp_bound']}, gap {details['milp_gap']}, proven {details.get('proven_maximum')}), "
+              f"{details['milp_time']:.2f} s, {details['milp_vars']} variables")
+    if result.formulation == "ft":
+        print(f"fine-tuning     {result.iterations.get('steps')} steps of {result.solver}, {result.n_vars} "
+              f"editable parameters, final hinge loss {details.get('final_loss', float('nan')):.4g}")
+    else:
+        print(f"LP size         {result.n_vars} variables, {result.n_rows} rows, {result.nnz} nonzeros "
+              f"({result.formulation}, {result.n_solves} solve(s))")
+        print(f"solver          {result.solver} {result.solver_version}, iterations {result.iterations}")
     print(f"time            build {result.build_time:.2f} s, solve {result.solve_time:.2f} s, "
           f"total {result.total_time:.2f} s")
     if result.objective is not None:

@@ -34,9 +34,32 @@ def load_editset_for(mode: str | None, target_class: int | None, focus: str = "i
                     f"or give --edit-set PATH")
 
 
+def ft_config_from(args=None):
+    """The fine-tuning settings of ``args`` (``--ft-*`` flags and ``--seed``); defaults where absent."""
+    from .repair.finetune import FTConfig
+
+    d = FTConfig()
+    return FTConfig(max_steps=getattr(args, "ft_max_steps", d.max_steps), lr=getattr(args, "ft_lr", d.lr),
+                    optimizer=getattr(args, "ft_optimizer", d.optimizer), replay=getattr(args, "ft_replay", d.replay),
+                    seed=getattr(args, "seed", d.seed))
+
+
 def run_repair_method(model, editset, config: RepairConfig, args=None, device="cpu") -> RepairResult:
-    """Repair ``model`` on ``editset`` with the configured method (APRNN by default)."""
-    return repair(model, editset.images, editset.labels, config, device)
+    """Repair ``model`` on ``editset`` with the configured method: APRNN (the LP, default) or fine-tuning.
+
+    Fine-tuning's ``--ft-replay`` images come from the train split of the edit set's dataset.
+    """
+    if config.method != "ft":
+        return repair(model, editset.images, editset.labels, config, device)
+    from .repair.finetune import finetune
+
+    ft = ft_config_from(args)
+    replay = None
+    if ft.replay:
+        dataset = getattr(args, "dataset", None) or (editset.dataset or "cifar10").removesuffix("-folder")
+        replay = load_split(dataset, "train", getattr(args, "data_dir", "data"),
+                            download=not getattr(args, "no_download", False))
+    return finetune(model, editset.images, editset.labels, config, ft, replay, device)
 
 
 def evaluate_repair(base, repaired, editset, dataset: str, args, device="cpu",

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from alexnet_repair.repair import blocks
-from alexnet_repair.repair._compat import Problem, SolveOptions, Status, solve
+from alexnet_repair.solvers import Problem, SolveOptions, Status, choose_backend, solve
 from alexnet_repair.repair.lp import LPSolution, LPSpec, objective_terms
 
 log = logging.getLogger(__name__)
@@ -126,6 +126,7 @@ class _Master:
             self.c[self.t] = terms.w_inf
         self.c[self.s] = big_m
         self.dbp, self.dbm, self.u, self.vu, self.vdb, self.vn = dbp, dbm, u, vu, vdb, vc.n
+        self.blocks_v = [vp] + ([vm] if split_v else [])
         self.inputs_t = sp.csr_matrix(spec.inputs.T)
         self.lazy_rows: list[sp.csr_matrix] = []  # rows over the fixed columns (pattern rows)
         self.lazy_lo: list[np.ndarray] = []
@@ -182,6 +183,15 @@ def _split(master: _Master, x: np.ndarray, e: int):
     return dw, db, u, t
 
 
+def _resolve_backend(solver: str, n_vars: int, n_rows: int) -> str:
+    """One backend for all rounds: "auto" is decided on the size of the unrestricted master."""
+    if solver != "auto":
+        return solver
+    proxy = Problem(c=np.zeros(n_vars), A=sp.csc_matrix((n_rows, n_vars)), row_lo=np.zeros(n_rows),
+                    row_hi=np.zeros(n_rows), col_lo=np.zeros(n_vars), col_hi=np.zeros(n_vars))
+    return choose_backend(proxy, "auto")
+
+
 def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", options: SolveOptions | None = None,
                  per_round: int | None = None, big_m: float | None = None) -> LPSolution:
     """Exact optimum of the repair LP by column generation over dW (see module doc)."""
@@ -193,6 +203,7 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
     big_m = big_m if big_m is not None else 1e4 * scale
     master = _Master(spec, net, big_m)
     n_r, n_in = net.rows.size, spec.inputs.shape[1]
+    solver = _resolve_backend(solver, master.n_fixed + 2 * n_r * n_in, master.A_fixed.shape[0])
     per_round = per_round or max(256, 2 * master.n_def)
     in_set = np.zeros((n_r, n_in), dtype=bool)
     r_sel = np.zeros(0, dtype=np.int64)
@@ -224,7 +235,7 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
         if res.status != Status.OPTIMAL:
             sol.status, sol.message = res.status, f"restricted LP: {res.message}"
             break
-        x, y = res.x, res.duals["row"]
+        x, y = res.x, res.duals
         e = r_sel.size
         dw, db, u, t = _split(master, x, e)
         pt = time.perf_counter()

@@ -20,7 +20,8 @@ from .lp import OBJECTIVES, LPSpec, solve_repair_lp
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("success", "infeasible", "time_limit", "verify_failed", "error")
+# "partial": a verified model that fixes only some edit images (max-fixed, or fine-tuning below 100% efficacy)
+STATUSES = ("success", "partial", "infeasible", "time_limit", "verify_failed", "error")
 
 
 @dataclass
@@ -65,6 +66,8 @@ class Verification:
     untouched_identical: bool    # every parameter outside the editable set bit-identical
     pattern_flips: int           # hidden units after the edited layer whose ReLU state changed (|z0| > tol)
     reasons: list[str] = field(default_factory=list)
+    fixed: int = 0               # edit images predicted as their target with at least the margin (of all ``total``)
+    required: int = 0            # edit images the repair had to fix (all, or max-fixed's subset); min_margin is theirs
 
     @property
     def efficacy(self) -> float:
@@ -91,6 +94,10 @@ class RepairResult:
     n_rows: int = 0
     nnz: int = 0
     n_solves: int = 0
+    fixed_count: int | None = None               # edit images the returned model fixes (with the margin)
+    unfixable_indices: list[int] | None = None   # positions in the edit set it does not fix (max-fixed: proven
+    unfixable_labels: list[int] | None = None    #   unfixable within the bound when mip_gap == 0), and their targets
+    details: dict = field(default_factory=dict)  # method-specific: FT steps/loss, the MILP's count, bound and gap
 
     @property
     def success(self) -> bool:
@@ -165,10 +172,14 @@ def _top_gradient_rows(model, layer, images, labels, count, device) -> np.ndarra
 
 
 def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, rows, device="cpu"):
-    """The LPSpec of ``config`` on these edit images (float64 features and weights)."""
+    """The LPSpec of ``config`` on these edit images (float64 features and weights).
+
+    The features are the float32 prefix's (the saved model's own arithmetic), held in float64: a float64 prefix
+    differs from what the saved float32 model computes by more than the LP's margin slack on some models.
+    """
     start = CLASSIFIER_LINEARS.index(config.layer)
     linears = [model.get_submodule(name) for name in CLASSIFIER_LINEARS[start:]]
-    inputs = layer_inputs(model, images, config.layer, device).numpy()
+    inputs = layer_inputs(model, images, config.layer, device, dtype=torch.float32).double().numpy()
     return LPSpec(inputs=inputs, targets=labels.numpy().astype(np.int64),
                   weights=[m.weight.detach().double().cpu().numpy() for m in linears],
                   biases=[m.bias.detach().double().cpu().numpy() for m in linears],
@@ -193,8 +204,13 @@ def apply_solution(model: AlexNet, layer: str, rows, dW: np.ndarray, db: list[np
 
 @torch.no_grad()
 def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfig, rows,
-           device="cpu", pattern_tol: float = 1e-5) -> Verification:
-    """Independent float32 check of a repaired model (see ARCHITECTURE.md, "Verification")."""
+           device="cpu", pattern_tol: float = 1e-5, required=None, check_patterns: bool = True) -> Verification:
+    """Independent float32 check of a repaired model (see ARCHITECTURE.md, "Verification").
+
+    ``required``: positions of the edit images that must be fixed (default all; max-fixed passes its subset);
+    margins and patterns are checked on those, efficacy and ``fixed`` count every image.
+    ``check_patterns=False`` (fine-tuning) still counts pattern flips but does not fail on them.
+    """
     base = base.cpu().float().eval()
     repaired = repaired.cpu().float().eval()
     reasons = []
@@ -204,10 +220,14 @@ def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfi
     target = logits.gather(1, labels[:, None])[:, 0]
     others = logits.scatter(1, labels[:, None], float("-inf")).max(1).values
     margins = target - others
-    correct = int((logits.argmax(1) == labels).sum())
-    min_margin = float(margins.min()) if len(margins) else float("inf")
-    if correct < len(labels):
-        reasons.append(f"{len(labels) - correct} of {len(labels)} edit images misclassified")
+    hit = logits.argmax(1) == labels
+    correct = int(hit.sum())
+    fixed = int((hit & (margins >= config.margin)).sum())
+    req = torch.arange(len(labels)) if required is None else torch.as_tensor(required, dtype=torch.long)
+    wrong = int((~hit[req]).sum())
+    min_margin = float(margins[req].min()) if len(req) else float("inf")
+    if wrong:
+        reasons.append(f"{wrong} of {len(req)} {'' if required is None else 'required '}edit images misclassified")
     if min_margin < config.margin:
         reasons.append(f"minimum margin {min_margin:.6g} < {config.margin}")
     editable = _editable_mask(base, config.layer, rows)
@@ -227,11 +247,12 @@ def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfi
         reasons.append("a parameter outside the editable set changed")
     if not within:
         reasons.append(f"max |change| {max_change:.6g} exceeds the bound {config.param_bound}")
-    flips = _pattern_flips(base, repaired, images, config.layer, pattern_tol, device)
-    if flips:
+    flips = _pattern_flips(base, repaired, images[req], config.layer, pattern_tol, device) if len(req) else 0
+    if flips and check_patterns:
         reasons.append(f"{flips} activation pattern(s) after {config.layer} changed")
     ok = not reasons
-    return Verification(ok, correct, len(labels), min_margin, max_change, within, identical, flips, reasons)
+    return Verification(ok, correct, len(labels), min_margin, max_change, within, identical, flips, reasons,
+                        fixed, len(req))
 
 
 def _editable_mask(model: AlexNet, layer: str, rows) -> dict[str, torch.Tensor]:
@@ -271,6 +292,9 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
            device="cpu") -> RepairResult:
     """APRNN pointwise repair of ``model`` on (images (N,3,64,64), labels (N,)); never modifies ``model``."""
     config.validate()
+    if config.method == "ft":
+        from .finetune import finetune
+        return finetune(model, images, labels, config, device=device)
     labels = torch.as_tensor(labels, dtype=torch.long)
     if len(labels) == 0:
         raise UsageError("the edit set is empty: nothing to repair")
@@ -287,7 +311,10 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
                           n_rows=sol.n_rows, nnz=sol.nnz, n_solves=sol.n_solves)
     if sol.solve is not None:
         result.solver, result.solver_version = sol.solve.backend, sol.solve.backend_version
-    if sol.status != Status.OPTIMAL or sol.dW is None:
+    if sol.status == Status.INFEASIBLE and config.on_infeasible == "max-fixed":
+        from .maxfixed import repair_max_fixed
+        repair_max_fixed(model, images, labels, config, rows, spec, result, device)
+    elif sol.status != Status.OPTIMAL or sol.dW is None:
         result.status = {Status.INFEASIBLE: "infeasible", Status.TIME_LIMIT: "time_limit"}.get(sol.status, "error")
         result.message = _failure_message(result.status, config, sol.message)
     else:
@@ -296,6 +323,7 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
         result.verification = check
         if check.ok:
             result.status, result.model = "success", repaired
+            result.fixed_count, result.unfixable_indices, result.unfixable_labels = check.total, [], []
             result.message = (f"all {check.total} edit images fixed with min margin {check.min_margin:.4f} "
                               f"(max |change| {check.max_abs_change:.4g})")
         else:

@@ -26,12 +26,12 @@ import scipy.sparse as sp
 
 from alexnet_repair.errors import UsageError
 from alexnet_repair.repair import blocks
-from alexnet_repair.repair._compat import Problem, SolveOptions, SolveResult, Status, solve
+from alexnet_repair.solvers import Problem, SolveOptions, SolveResult, Status, solve
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("linf+l1n", "l1", "linf", "params-only")
-FORMULATIONS = ("auto", "straightforward", "colgen")
+FORMULATIONS = ("auto", "straightforward", "colgen", "ipm")
 
 
 @dataclass
@@ -265,5 +265,11 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
         res = solve(problem, solver=solver, options=options)
         return _solution_from(spec, net, res, decode, formulation, build, problem)
     from alexnet_repair.repair.colgen import solve_colgen
+    from alexnet_repair.repair.fastlp import ipm_applicable, solve_fast
 
+    if formulation in ("ipm", "auto") and ipm_applicable(spec):
+        return solve_fast(spec, net, solver=solver, options=options)
+    if formulation == "ipm":
+        log.info("the ipm formulation does not cover this case (objective %s, %d layers): using colgen",
+                 spec.objective, len(spec.weights))
     return solve_colgen(spec, net, solver=solver, options=options)

@@ -16,11 +16,15 @@ from alexnet_repair.repair.lp import LPSpec
 _Z55 = 0.12566  # Phi^-1(0.55): shift that makes 55% of N(0, 1) negative
 
 
-def _features(rng, n, protos, zero_frac_shift=_Z55, noise=1.6):
-    """(n, dim) non-negative features of random classes; returns (features, labels)."""
+def _features(rng, n, protos, separation):
+    """(n, dim) non-negative features of random classes; returns (features, labels).
+
+    Pre-ReLU z = class signal + N(0, 1) noise, the signal scaled so that class means are
+    ``separation`` noise standard deviations apart whatever the width."""
     labels = rng.integers(0, protos.shape[0], size=n)
-    z = protos[labels] + noise * rng.standard_normal((n, protos.shape[1]))
-    z = z / np.sqrt(1.0 + noise**2) - zero_frac_shift
+    sig = separation / np.sqrt(2.0 * protos.shape[1])
+    z = sig * protos[labels] + rng.standard_normal((n, protos.shape[1]))
+    z = z / np.sqrt(1.0 + sig**2) - _Z55
     return np.maximum(z, 0.0) * 1.5, labels
 
 
@@ -30,6 +34,7 @@ def make_instance(
     n_rows: int | None = None,
     seed: int = 0,
     logit_std: float = 4.0,
+    separation: float = 4.0,
     **spec_kwargs,
 ) -> LPSpec:
     """A repair problem for the layers k..m with widths ``dims = (in_k, out_k, ..., out_m)``.
@@ -51,7 +56,7 @@ def make_instance(
         return a
 
     # fit the last layer: class centroids of the penultimate features, scaled to logit_std
-    fit_x, fit_y = _features(rng, max(20 * n_classes, 400), protos)
+    fit_x, fit_y = _features(rng, max(20 * n_classes, 400), protos, separation)
     h = penultimate(fit_x)
     centroids = np.stack([h[fit_y == c].mean(0) for c in range(n_classes)])
     w_last = centroids - centroids.mean(0)
@@ -63,13 +68,17 @@ def make_instance(
 
     inputs, targets = [], []
     found = 0
-    while found < n_points:
-        x, y = _features(rng, max(4 * (n_points - found), 64), protos)
+    for _ in range(1000):
+        if found >= n_points:
+            break
+        x, y = _features(rng, max(4 * (n_points - found), 64), protos, separation)
         pred = (penultimate(x) @ w_last.T + b_last).argmax(1)
         wrong = np.flatnonzero(pred != y)[: n_points - found]
         inputs.append(x[wrong])
         targets.append(y[wrong])
         found += wrong.size
+    if found < n_points:
+        raise ValueError(f"synthetic network misclassifies too few points (separation={separation})")
     rows = None if n_rows is None else np.sort(rng.choice(dims[1], size=n_rows, replace=False))
     return LPSpec(
         inputs=np.concatenate(inputs),

@@ -1,0 +1,260 @@
+"""Grid-sweep analysis: load and check sweep CSVs, summary tables, the runtime growth exponent and the plots.
+
+Every figure is a matplotlib ``Figure`` (no pyplot state); :mod:`alexnet_repair.report` writes them as PNGs
+and embeds them in a self-contained HTML report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .csvlog import dedupe, json_cell, read_csv
+from .data import CLASS_NAMES
+from .errors import DataError
+from .experiments import SCHEMA
+
+REQUIRED = ["experiment_id", "schema", "repair_set_type", "requested_repair_set_size", "actual_repair_set_size",
+            "target_class", "param_bound", "margin", "status", "success", "repair_runtime_seconds", "solve_time",
+            "drawdown", "generalization", "per_class_change", "worst_class_change", "max_abs_change"]
+NUMERIC = ["requested_repair_set_size", "actual_repair_set_size", "target_class", "param_bound", "margin", "seed",
+           "repair_runtime_seconds", "build_time", "solve_time", "drawdown", "generalization", "worst_class_change",
+           "max_abs_change", "saved_min_margin", "min_margin", "baseline_accuracy_test_set",
+           "repaired_accuracy_test_set", "baseline_holdout_accuracy", "repaired_holdout_accuracy", "n_vars",
+           "n_rows", "nnz", "solver_iterations", "wall_time"]
+
+
+def load_csvs(paths, schema: str, required: list[str], key: str, numeric: list[str], tool_hint: str) -> pd.DataFrame:
+    """Read, check and combine CSV logs; every problem is a one-line DataError naming the file."""
+    rows = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        header, part = read_csv(path)
+        if not header or not part:
+            raise DataError(f"{path} holds no runs (empty CSV): run the sweep first")
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DataError(f"{path}: missing columns {', '.join(missing[:6])}: not a {schema} CSV "
+                            f"(written by another version of the toolkit, or another tool?)")
+        found = {r.get("schema") for r in part} - {schema}
+        if found:
+            other = sorted(map(str, found))[0]
+            hint = f" ({tool_hint})" if other.startswith("alexnet_repair.") else ""
+            raise DataError(f"{path}: rows of schema {other!r}, this analysis reads {schema!r}{hint}")
+        rows += part
+    frame = pd.DataFrame(dedupe(rows, key))
+    for col in numeric:
+        if col in frame:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    frame["success"] = frame["success"].astype(str).str.lower().isin(["true", "1"])
+    return frame
+
+
+def load_sweeps(paths) -> pd.DataFrame:
+    return load_csvs(paths, SCHEMA, REQUIRED, "experiment_id", NUMERIC,
+                     "a stochastic sweep? use analyze_stochastic.py")
+
+
+def growth_exponent(sizes, times) -> tuple[float, float, int]:
+    """Least-squares fit time = a * size^k on log-log axes: (k, a, points used); NaNs when < 2 distinct sizes."""
+    x, y = np.asarray(sizes, float), np.asarray(times, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    if len(np.unique(x[ok])) < 2:
+        return float("nan"), float("nan"), int(ok.sum())
+    k, log_a = np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)
+    return float(k), float(np.exp(log_a)), int(ok.sum())
+
+
+def exponents(df: pd.DataFrame) -> pd.DataFrame:
+    """The fitted runtime exponent per repair-set type and over all runs (runs that reached the solver)."""
+    solved = df[df["solve_time"].notna()]
+    out = []
+    for name, part in [("all", solved), *solved.groupby("repair_set_type")]:
+        k, a, n = growth_exponent(part["actual_repair_set_size"], part["repair_runtime_seconds"])
+        out.append({"repair_set_type": name, "exponent": k, "coefficient": a, "points": n})
+    return pd.DataFrame(out)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per (type, requested size): success rate, size, time and the cost of the repairs that worked."""
+    ok = df[df["success"]]
+    group = ["repair_set_type", "requested_repair_set_size"]
+    base = df.groupby(group).agg(runs=("experiment_id", "size"), successes=("success", "sum"),
+                                 mean_actual_size=("actual_repair_set_size", "mean"),
+                                 median_repair_time_s=("repair_runtime_seconds", "median"),
+                                 median_solve_time_s=("solve_time", "median"))
+    cost = ok.groupby(group).agg(mean_drawdown=("drawdown", "mean"), mean_generalization=("generalization", "mean"),
+                                 mean_worst_class_change=("worst_class_change", "mean"),
+                                 mean_max_abs_change=("max_abs_change", "mean"))
+    table = base.join(cost).reset_index()
+    table.insert(4, "success_rate", 100.0 * table["successes"] / table["runs"])
+    return table
+
+
+def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub-style markdown table (no tabulate dependency)."""
+    def cell(value):
+        if isinstance(value, (float, np.floating)):
+            return "-" if not np.isfinite(value) else f"{value:.{digits}g}"
+        return str(value)
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def per_class_matrix(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean per-class accuracy change (drawdown set) of successful runs, one line per (type, size)."""
+    ok = df[df["success"]].copy()
+    changes = ok["per_class_change"].map(lambda v: json_cell(v, None))
+    ok = ok[changes.map(lambda v: isinstance(v, list) and len(v) == len(CLASS_NAMES))]
+    if ok.empty:
+        return pd.DataFrame(columns=list(CLASS_NAMES))
+    values = pd.DataFrame(np.array(changes[ok.index].tolist(), dtype=float), index=ok.index, columns=CLASS_NAMES)
+    values["label"] = ok["repair_set_type"] + " n=" + ok["requested_repair_set_size"].astype(int).astype(str)
+    return values.groupby("label").mean()
+
+
+# ---- figures ---------------------------------------------------------------------------------------------------
+
+def _figure(ncols=1, width=6.4, height=4.2):
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width * ncols, height), dpi=100)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
+
+
+def fig_success(df: pd.DataFrame):
+    fig, (a, b) = _figure(2)
+    for name, part in df.groupby("repair_set_type"):
+        rate = part.groupby("requested_repair_set_size")["success"].mean() * 100
+        a.plot(rate.index, rate.values, marker="o", label=name)
+    a.set_xscale("log")
+    a.set(xlabel="requested edit-set size", ylabel="success rate (%)", title="Success rate by size", ylim=(-5, 105))
+    a.legend(fontsize=8)
+    rate = df.groupby("repair_set_type")["success"].mean() * 100
+    b.bar(range(len(rate)), rate.values, color="tab:blue")
+    b.set_xticks(range(len(rate)), rate.index, rotation=15, fontsize=8)
+    b.set(ylabel="success rate (%)", title="Success rate by type", ylim=(0, 105))
+    fig.tight_layout()
+    return fig
+
+
+def fig_class_heatmap(df: pd.DataFrame):
+    """Success rate per target class x requested size, one panel per class-homogeneous type (None if none)."""
+    part = df[df["target_class"].notna()]
+    types = sorted(part["repair_set_type"].unique())
+    if not types:
+        return None
+    fig, axes = _figure(len(types), width=5.2, height=4.6)
+    for ax, name in zip(axes, types):
+        grid = part[part["repair_set_type"] == name].pivot_table(
+            index="target_class", columns="requested_repair_set_size", values="success", aggfunc="mean") * 100
+        image = ax.imshow(grid.values, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(grid.shape[1]), [str(int(c)) for c in grid.columns])
+        ax.set_yticks(range(grid.shape[0]), [f"{int(c)} {CLASS_NAMES[int(c)]}" for c in grid.index])
+        for (i, j), value in np.ndenumerate(grid.values):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8)
+        ax.set(xlabel="requested size", title=f"{name}: success (%)")
+    fig.colorbar(image, ax=list(axes), shrink=0.8)
+    return fig
+
+
+def fig_runtime(df: pd.DataFrame, fits: pd.DataFrame):
+    fig, (ax,) = _figure(1)
+    solved = df[df["solve_time"].notna() & (df["repair_runtime_seconds"] > 0) & (df["actual_repair_set_size"] > 0)]
+    if solved.empty:
+        _empty(ax, "no run reached the solver")
+        return fig
+    for name, part in solved.groupby("repair_set_type"):
+        ax.scatter(part["actual_repair_set_size"], part["repair_runtime_seconds"], label=name, alpha=0.8)
+    fit = fits[fits["repair_set_type"] == "all"].iloc[0] if len(fits) else None
+    if fit is not None and np.isfinite(fit["exponent"]):
+        x = np.geomspace(max(solved["actual_repair_set_size"].min(), 1), solved["actual_repair_set_size"].max(), 50)
+        ax.plot(x, fit["coefficient"] * x ** fit["exponent"], "k--",
+                label=f"fit: time ~ size^{fit['exponent']:.2f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="edit-set size (actual)", ylabel="repair time (s)", title="Runtime vs size (log-log)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _empty(ax, what: str = "no successful repairs to show") -> None:
+    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def _mean_line(ax, df, x, y, by="repair_set_type"):
+    """Mean +- standard deviation of ``y`` against ``x``, one line per ``by`` (a note when there is no data)."""
+    df = df[df[y].notna()]
+    if df.empty:
+        _empty(ax)
+        return
+    for name, part in df.groupby(by):
+        stats = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=str(name))
+    ax.legend(fontsize=8)
+
+
+def fig_cost_vs_size(df: pd.DataFrame):
+    fig, (a, b) = _figure(2)
+    ok = df[df["success"]]
+    _mean_line(a, ok, "requested_repair_set_size", "drawdown")
+    a.set(xlabel="requested edit-set size", ylabel="drawdown (points)", title="Drawdown vs size")
+    _mean_line(b, ok, "requested_repair_set_size", "generalization")
+    b.set(xlabel="requested edit-set size", ylabel="generalization (points)", title="Generalization vs size")
+    for ax in (a, b):
+        ax.axhline(0, color="grey", lw=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_cost_vs_bound_margin(df: pd.DataFrame):
+    fig, axes = _figure(2)
+    ok = df[df["success"]].copy()
+    ok["margin_label"] = ["margin " + format(v, "g") for v in ok["margin"]]
+    ok["bound_label"] = ["bound " + format(v, "g") for v in ok["param_bound"]]
+    for ax, x, by, label in ((axes[0], "param_bound", "margin_label", "parameter bound"),
+                             (axes[1], "margin", "bound_label", "margin")):
+        _mean_line(ax, ok, x, "drawdown", by=by)
+        ax.set(xlabel=label, ylabel="drawdown (points)", title=f"Drawdown vs {label}")
+        ax.axhline(0, color="grey", lw=0.8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_per_class(matrix: pd.DataFrame):
+    if matrix.empty:
+        return None
+    fig, (ax,) = _figure(1, width=8, height=1.2 + 0.45 * len(matrix))
+    limit = max(float(np.nanmax(np.abs(matrix.values))), 1e-9)
+    image = ax.imshow(matrix.values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, fontsize=8)
+    ax.set_yticks(range(len(matrix)), matrix.index, fontsize=8)
+    for (i, j), value in np.ndenumerate(matrix.values):
+        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7)
+    ax.set_title("Mean per-class accuracy change on the drawdown set (points)")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def figures(df: pd.DataFrame, fits: pd.DataFrame) -> dict:
+    """name -> (Figure, caption) for every plot that has data."""
+    items = {
+        "success_rate": (fig_success(df), "Share of runs whose repair the saved model verified, by size and type."),
+        "class_size_heatmap": (fig_class_heatmap(df), "Success rate of the class-homogeneous runs per class and size."),
+        "runtime_vs_size": (fig_runtime(df, fits), "Repair time (encoding + solve) against the actual edit-set size, "
+                                                   "with the least-squares power-law fit."),
+        "cost_vs_size": (fig_cost_vs_size(df), "Drawdown (test accuracy lost outside the edit set) and generalization "
+                                               "(accuracy gained on held-out images of the same kind), successful "
+                                               "runs, mean and standard deviation."),
+        "cost_vs_bound_margin": (fig_cost_vs_bound_margin(df), "Drawdown against the parameter bound and the margin."),
+        "per_class_change": (fig_per_class(per_class_matrix(df)), "Which classes lose accuracy."),
+    }
+    return {name: item for name, item in items.items() if item[0] is not None}

@@ -1,0 +1,165 @@
+"""Append-only CSV logs that survive ``kill -9``: one complete line per record, a torn tail repaired, rows
+replaced by an atomic rewrite, several files merged.
+
+Every cell is one physical line (newlines in messages become spaces), so "the file ends in a newline" is
+exactly "the last record is complete". Writers take an exclusive ``flock`` on a hidden ``.<name>.lock``
+beside the file, so shards or chains writing one CSV from several processes never interleave.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import DataError
+from .fileio import _csv_cell, append_csv_row, atomic_write_text
+
+csv.field_size_limit(1 << 26)  # per-class lists and index lists can exceed the 128 KiB default
+
+
+def clean_cell(value):
+    """A CSV cell on one line: lists/dicts as JSON, None/NaN as blank, newlines flattened."""
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    value = _csv_cell(value)
+    if isinstance(value, str):
+        value = " ".join(value.splitlines())
+    return value
+
+
+@contextmanager
+def locked(path: str | Path):
+    """An exclusive advisory lock tied to ``path`` (held on ``.<name>.lock`` so atomic renames keep it valid)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _complete_text(path: Path) -> tuple[str, int]:
+    """The file's text up to and including its last newline, and how many torn bytes follow it."""
+    data = path.read_bytes() if path.exists() else b""
+    end = data.rfind(b"\n") + 1
+    return data[:end].decode("utf-8", errors="replace"), len(data) - end
+
+
+def read_csv(path: str | Path) -> tuple[list[str] | None, list[dict]]:
+    """(header, rows) of a CSV log, ignoring a torn last line. (None, []) for a missing or empty file."""
+    text, _ = _complete_text(Path(path))
+    if not text.strip():
+        return None, []
+    reader = csv.DictReader(io.StringIO(text))
+    header = list(reader.fieldnames or [])
+    return header, [dict(row) for row in reader]
+
+
+def repair_tail(path: str | Path) -> int:
+    """Cut a torn last line (a write killed half way); returns the bytes removed. Call under :func:`locked`."""
+    path = Path(path)
+    _, torn = _complete_text(path)
+    if torn:
+        with open(path, "r+b") as handle:
+            handle.truncate(path.stat().st_size - torn)
+            handle.flush()
+            os.fsync(handle.fileno())
+    return torn
+
+
+def check_header(path: str | Path, header: list[str] | None, columns: list[str]) -> None:
+    if header is not None and header != list(columns):
+        missing = [c for c in columns if c not in header]
+        raise DataError(f"{path} was written with other columns (another version of the toolkit?"
+                        f"{' missing: ' + ', '.join(missing[:5]) if missing else ''}): "
+                        f"choose another --output-file, or move the old file away")
+
+
+def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
+    """Append ``row`` as one complete, fsynced line (header first on a new file)."""
+    with locked(path):
+        repair_tail(path)
+        check_header(path, read_header(path), columns)
+        append_csv_row(path, {k: clean_cell(row.get(k)) for k in columns}, columns)
+
+
+def read_header(path: str | Path) -> list[str] | None:
+    text, _ = _complete_text(Path(path))
+    first = text.split("\n", 1)[0]
+    return next(csv.reader([first])) if first.strip() else None
+
+
+def replace_rows(path: str | Path, key: str, rows: list[dict], columns: list[str]) -> None:
+    """Rewrite the file atomically with every old row whose ``key`` is among ``rows``' keys replaced by them."""
+    with locked(path):
+        header, old = read_csv(path)
+        check_header(path, header, columns)
+        new_keys = {r[key] for r in rows}
+        kept = [r for r in old if r.get(key) not in new_keys]
+        atomic_write_text(path, to_csv_text(kept + rows, columns))
+
+
+def to_csv_text(rows: list[dict], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: clean_cell(row.get(k)) for k in columns})
+    return buffer.getvalue()
+
+
+def is_true(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def dedupe(rows: list[dict], key: str) -> list[dict]:
+    """One row per ``key`` (first-seen order): a successful row beats a failed one, else the later one wins."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        old = best.get(row.get(key))
+        if old is None or is_true(row.get("success")) or not is_true(old.get("success")):
+            best[row.get(key)] = row
+    return list(best.values())
+
+
+def merge_csvs(inputs: list[str | Path], output: str | Path, key: str, schema_column: str = "schema") -> int:
+    """Combine CSV logs with identical columns and schema into ``output`` (atomically); returns the row count."""
+    header0, rows, schemas = None, [], set()
+    for path in inputs:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
+        header, part = read_csv(path)
+        if header is None:
+            continue
+        if header0 is None:
+            header0 = header
+        elif header != header0:
+            raise DataError(f"{path} has other columns than {inputs[0]} (written by another version?)")
+        schemas |= {r.get(schema_column) for r in part}
+        rows += part
+    if header0 is None:
+        raise DataError(f"nothing to merge: {', '.join(map(str, inputs))} hold no rows")
+    if len(schemas) > 1:
+        raise DataError(f"the inputs mix schemas {sorted(map(str, schemas))}: merge files of one toolkit version")
+    merged = dedupe(rows, key)
+    atomic_write_text(output, to_csv_text(merged, header0))
+    return len(merged)
+
+
+def json_cell(value, default=None):
+    """Parse a JSON-encoded CSV cell (lists, dicts); ``default`` for blanks and junk."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return default
+    try:
+        return json.loads(value)
+    except (TypeError, ValueError):
+        return default

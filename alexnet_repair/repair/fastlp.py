@@ -1,0 +1,241 @@
+"""The "ipm" formulation: the full repair LP (every dW column) solved by the structured
+interior-point method of ipm.py, then certified exactly, else handed to column generation.
+
+The IPM solves the colgen master with all columns and without the lazy |dW| <= t rows (a
+relaxation), with the margin rows and the layer-k pattern bounds tightened by TIGHTEN.
+Certificate, computed in float64 independently of the IPM's own residuals:
+
+* primal: the returned (dW, db) is decoded, every logit/pre-activation change recomputed
+  from it, and every row of the exact LP checked (margins >= margin + margin_slack, pattern
+  bounds, |change| <= bound) to FEAS_TOL, the same absolute tolerance HiGHS's simplex
+  allows. UB = the exact objective at that point.
+* dual: LB = min over the box of the Lagrangian at the IPM's row duals y (a valid lower bound
+  of the relaxation, hence of the exact LP, for any y; columns without a finite bound get
+  the bound implied by objective <= UB).
+* accepted when (UB - LB) <= GAP_TOL * max(UB, tiny): the point is optimal to that relative
+  precision (the straightforward LP solved by simplex is only optimal to its tolerances).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+from alexnet_repair.repair import blocks
+from alexnet_repair.repair.blas import blas_threads
+from alexnet_repair.repair.ipm import solve_ipm
+from alexnet_repair.repair.lp import LPSolution, LPSpec, objective_terms, objective_value, output_changes
+from alexnet_repair.repair.normal import BlockOperator
+from alexnet_repair.solvers import SolveOptions, Status
+
+log = logging.getLogger(__name__)
+
+TIGHTEN = 1e-8  # margin rows / pattern bounds tightened inside the IPM, so the exact recomputation passes
+GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
+FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
+IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas.py)
+MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
+
+
+def ipm_applicable(spec: LPSpec) -> bool:
+    """The IPM path handles the last layer and the penultimate one, objectives with an l1 part,
+    while its dense system (see normal.choose_mode) stays below MAX_DENSE rows."""
+    if len(spec.weights) > 2 or spec.objective not in ("linf+l1n", "l1"):
+        return False
+    n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
+    n_r = spec.weights[0].shape[0] if spec.rows is None else np.unique(spec.rows).size
+    n_o = n_pts * (n_cls - 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
+    return min(n_pts * n_r if len(spec.weights) == 1 else np.inf, n_o) <= MAX_DENSE
+
+
+@dataclass
+class IpmLP:
+    """``min c@x, op x = b, 0 <= x <= ub``; b_exact is b without the TIGHTEN shift of the margin rows."""
+
+    op: BlockOperator
+    c: np.ndarray
+    b: np.ndarray
+    b_exact: np.ndarray
+    ub: np.ndarray
+    decode: Callable  # x -> (dW (|R|, in_k), [db_0, ...])
+    implied_upper: Callable  # scaled objective bound -> finite upper bound of every column
+    u_cols: np.ndarray  # columns whose exact-LP lower bound is -TIGHTEN (shifted pattern bounds)
+    cscale: float  # c = cscale * (the LP's objective)
+
+
+def build_ipm_lp(spec: LPSpec, net: blocks.Network, tighten: float = TIGHTEN) -> IpmLP:
+    """The repair LP (without the |dW| <= t and |db_k| <= t rows) in the IPM's standard form."""
+    terms = objective_terms(spec)
+    cscale = 1.0 / terms.w_l1
+    n_pts, n_in = spec.inputs.shape
+    n_r, n_cls, L = net.rows.size, spec.weights[-1].shape[0], net.n_layers
+    a_aug = np.hstack([spec.inputs, np.ones((n_pts, 1))])  # db_k[r] acts as a weight on a constant input
+    n_w = 2 * n_r * (n_in + 1)
+    cols = blocks.Layout()
+    cv = n_r if L == 1 else n_cls
+    vp, vm = cols.add("v+", (n_pts, cv)), cols.add("v-", (n_pts, cv))
+    if L == 2:
+        xu = cols.add("u", (n_pts, n_r))
+        dbp, dbm = cols.add("db1+", (n_cls,)), cols.add("db1-", (n_cls,))
+    n_marg = n_pts * (n_cls - 1)
+    surplus = cols.add("s", (n_marg,))
+    if terms.w_inf:
+        ev = cols.add("e_v", (n_pts, cv))
+        edb = cols.add("e_db", (n_cls,)) if L == 2 else np.zeros(0, dtype=np.int64)
+        t = cols.add("t", (1,))[0]
+    parts, b_parts = [], []
+    n_def = n_pts * n_r
+    ar = np.arange(n_def)
+    u_cols = np.zeros(0, dtype=np.int64)
+    if L == 1:  # D rows: v+ - v- - a.dW - db = 0
+        parts.append(sp.csr_matrix((np.r_[np.ones(n_def), -np.ones(n_def)], (np.r_[ar, ar], np.r_[vp.ravel(), vm.ravel()])),
+                                   shape=(n_def, cols.n)))
+        b_parts.append(np.zeros(n_def))
+        off = sign = None
+    else:  # D rows: u = off + sign * x_u;  V rows: v+ - v- - C_u u - db1 = 0
+        lo, hi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
+        act = np.isfinite(lo)
+        sign = np.where(act, 1.0, -1.0).ravel()
+        off = np.where(act, lo + tighten, hi - tighten).ravel()
+        parts.append(sp.csr_matrix((sign, (ar, xu.ravel())), shape=(n_def, cols.n)))
+        b_parts.append(-off)
+        pts, units = np.divmod(np.arange(n_pts * n_cls), n_cls)
+        coef_u, _ = blocks.sensitivity(net, 1, pts, units)  # (N*C, |R|)
+        rr, cc = np.nonzero(coef_u)
+        k = pts.size
+        kr = np.arange(k)
+        sign2, off2 = sign.reshape(n_pts, n_r), off.reshape(n_pts, n_r)
+        vrows = sp.csr_matrix((np.r_[np.ones(k), -np.ones(k), -np.ones(k), np.ones(k), -coef_u[rr, cc] * sign2[pts[rr], cc]],
+                               (np.r_[kr, kr, kr, kr, rr], np.r_[vp.ravel(), vm.ravel(), dbp[units], dbm[units], xu[pts[rr], cc]])),
+                              shape=(k, cols.n))
+        parts.append(vrows)
+        b_parts.append((coef_u * off2[pts]).sum(1))
+        u_cols = n_w + xu.ravel()
+    v_cols = np.full((n_pts, n_cls), -1)
+    v_neg = np.full((n_pts, n_cls), -1)
+    if L == 1:
+        v_cols[:, net.rows], v_neg[:, net.rows] = vp, vm
+    else:
+        v_cols, v_neg = vp, vm
+    m_a, m_lo, _ = blocks.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, cols.n)
+    m_a = m_a - sp.csr_matrix((np.ones(n_marg), (np.arange(n_marg), surplus)), shape=m_a.shape)
+    parts.append(m_a)
+    b_parts.append(m_lo)
+    n_before_e = sum(p.shape[0] for p in parts)
+    if terms.w_inf:  # p + m + e - t = 0 for every v (and db_1)
+        pp = [(vp.ravel(), vm.ravel(), ev.ravel())] + ([(dbp, dbm, edb)] if L == 2 else [])
+        for p, m, e in pp:
+            k = p.size
+            kr = np.arange(k)
+            parts.append(sp.csr_matrix((np.r_[np.ones(3 * k), -np.ones(k)], (np.r_[kr, kr, kr, kr], np.r_[p, m, e, np.full(k, t)])),
+                                       shape=(k, cols.n)))
+            b_parts.append(np.zeros(k))
+    ax = sp.vstack(parts).tocsc()
+    b_exact = np.concatenate(b_parts)
+    e_mask = np.zeros(ax.shape[0], dtype=bool)
+    e_mask[n_before_e:] = True
+    marg_rows = np.arange(n_before_e - n_marg, n_before_e)
+    b = b_exact.copy()
+    b[marg_rows] += tighten
+    c = np.zeros(cols.n)
+    c[vp], c[vm] = 1.0, 1.0
+    ub = np.full(cols.n, np.inf)
+    if L == 2:
+        c[dbp], c[dbm] = 1.0, 1.0
+        ub[dbp], ub[dbm] = spec.bound, spec.bound
+    if terms.w_inf:
+        c[t] = terms.w_inf * cscale
+    op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask)
+    cost = np.r_[np.ones(n_w), c]
+    upper = np.r_[np.full(n_w, spec.bound), ub]
+    reach = spec.bound * (np.abs(spec.inputs).sum(1) + 1.0)  # |u_i| <= B (|a_i|_1 + 1)
+
+    def decode(x):
+        w = np.clip(x[: n_w // 2] - x[n_w // 2: n_w], -spec.bound, spec.bound).reshape(n_r, n_in + 1)
+        db = [w[:, -1].copy()]
+        if L == 2:
+            db.append(np.clip(x[n_w + dbp] - x[n_w + dbm], -spec.bound, spec.bound))
+        return w[:, :-1].copy(), db
+
+    def implied_upper(ub_s):
+        up = upper.copy()
+        xs = up[n_w:]
+        vmax = ub_s
+        if terms.w_inf:
+            xs[t] = ub_s / c[t]
+            vmax = min(vmax, xs[t])
+            xs[ev], xs[edb] = xs[t], xs[t]
+        xs[vp], xs[vm] = vmax, vmax
+        xs[surplus] = np.maximum(2 * vmax - b_exact[marg_rows], 0.0)
+        if L == 2:
+            xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
+        return up
+
+    return IpmLP(op, cost, b, b_exact, upper, decode, implied_upper, u_cols, cscale)
+
+
+def certify(spec: LPSpec, net: blocks.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray):
+    """(dW, db, UB, LB, feasible) for the IPM point x with row duals y; see the module doc."""
+    dW, db = lp.decode(x)
+    ub_val = objective_value(net, dW, db)
+    y_new = net.z0[-1] + output_changes(net, dW, db)
+    n = y_new.shape[0]
+    marg = y_new[np.arange(n), spec.targets][:, None] - y_new
+    marg[np.arange(n), spec.targets] = np.inf
+    feasible = bool(marg.min() >= spec.margin + spec.margin_slack - FEAS_TOL) if n else True
+    if net.n_layers == 2:
+        u = spec.inputs @ dW.T + db[0]
+        lo, hi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
+        feasible &= bool(((u >= lo - FEAS_TOL) & (u <= hi + FEAS_TOL)).all())
+    rc = lp.c - lp.op.rmatvec(y)
+    up = lp.implied_upper(ub_val * lp.cscale)
+    lb_s = lp.b_exact @ y + np.sum(np.minimum(rc, 0.0) * up) - TIGHTEN * np.sum(np.maximum(rc[lp.u_cols], 0.0))
+    return dW, db, ub_val, float(lb_s) / lp.cscale, feasible
+
+
+def solve_fast(spec: LPSpec, net: blocks.Network, solver: str = "auto", options: SolveOptions | None = None) -> LPSolution:
+    """IPM + certificate; falls back to exact column generation when the certificate fails."""
+    from alexnet_repair.repair.colgen import solve_colgen
+
+    t0 = time.perf_counter()
+    deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
+    lp = build_ipm_lp(spec, net)
+    build = time.perf_counter() - t0
+    best = {}
+
+    def accept(x, y):
+        best["cert"] = cert = certify(spec, net, lp, x, y)
+        return cert[4] and cert[2] - cert[3] <= GAP_TOL * max(abs(cert[2]), 1e-12)
+
+    with blas_threads((options.threads if options else None) or IPM_THREADS):
+        res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept)
+    if res.message != "accepted":
+        best["cert"] = certify(spec, net, lp, res.x, res.y)
+    dW, db, ub_val, lb_val, feasible = best["cert"]
+    gap = (ub_val - lb_val) / max(abs(ub_val), 1e-12)
+    log.info("ipm (%s): %s after %d iterations (%.2fs); UB %.12g LB %.12g gap %.2e feasible %s", lp.op.mode,
+             res.message, res.iterations, res.time, ub_val, lb_val, gap, feasible)
+    a_nnz = int(lp.op.ax.nnz + lp.op.n_w * np.count_nonzero(spec.inputs) / spec.inputs.shape[1])
+    sizes = (lp.op.n, lp.op.n_rows, a_nnz)
+    iters = {"ipm": res.iterations}
+    if feasible and gap <= GAP_TOL:
+        return LPSolution(Status.OPTIMAL, dW, db, ub_val, None, build, res.time, "ipm", *sizes,
+                          message=f"ipm ({lp.op.mode}): certified relative gap {gap:.1e} after {res.iterations} iterations",
+                          n_solves=1, iterations=iters)
+    if deadline is not None and time.perf_counter() >= deadline:
+        return LPSolution(Status.TIME_LIMIT, None, None, None, None, build, res.time, "ipm", *sizes,
+                          message=f"time limit in the IPM ({res.message})", n_solves=1, iterations=iters)
+    log.info("ipm: not certified (gap %.2e, feasible %s); falling back to column generation", gap, feasible)
+    remaining = None if deadline is None else deadline - time.perf_counter()
+    sol = solve_colgen(spec, net, solver=solver,
+                       options=replace(options or SolveOptions(), time_limit=remaining))
+    sol.build_time += build
+    sol.solve_time += res.time
+    sol.formulation = "ipm->colgen"
+    sol.iterations["ipm"] = res.iterations
+    return sol

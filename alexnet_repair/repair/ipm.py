@@ -1,0 +1,124 @@
+"""A primal-dual interior-point method (Mehrotra predictor-corrector, infeasible start) for
+``min c@x  s.t.  A x = b,  0 <= x <= ub`` (ub may be +inf), pure numpy.
+
+``A`` is an operator with ``matvec``, ``rmatvec``, ``factor(theta)`` and ``solve(r)`` for the
+normal equations A diag(theta) A^T y = r (see normal.py for the repair LP's structure).
+Every normal solve gets iterative refinement. The result is approximate (an interior
+point): the caller certifies it (see fastlp.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IPMResult:
+    converged: bool
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray  # dual of x >= 0
+    s: np.ndarray  # dual of x <= ub (0 where ub = inf)
+    iterations: int
+    primal_obj: float
+    dual_obj: float
+    rel_gap: float
+    p_res: float
+    d_res: float
+    time: float
+    message: str
+
+
+def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
+    neg = dv < 0
+    return float(min(1.0, np.min(-v[neg] / dv[neg]))) if neg.any() else 1.0
+
+
+def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
+              max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
+              refine: int = 2) -> IPMResult:
+    """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
+
+    ``accept(x, y) -> bool`` is asked at every iterate whose residuals and gap are below
+    ``accept_below``; the first accepted iterate is returned (converged=True).
+    ``refine`` steps of iterative refinement are applied to every normal-equations solve.
+    """
+    t0 = time.perf_counter()
+    n = c.size
+    bnd = np.isfinite(ub)
+    ubb = np.where(bnd, ub, 0.0)
+    x = np.where(bnd, np.minimum(1.0, ub / 2), 1.0)
+    w = np.where(bnd, ubb - x, 1.0)  # only used where bnd
+    z = np.maximum(np.abs(c), 1.0)
+    s = np.where(bnd, 1.0, 0.0)
+    y = np.zeros(b.size)
+    nb = int(bnd.sum())
+    b_norm, c_norm = 1.0 + np.linalg.norm(b), 1.0 + np.linalg.norm(c)
+    msg = "iteration limit"
+    converged = False
+    best = (np.inf, None)  # (merit, iterate) - the final iterations may lose accuracy
+    for it in range(max_iter):
+        rb = b - op.matvec(x)
+        rc = c - op.rmatvec(y) - z + s
+        ru = np.where(bnd, ubb - x - w, 0.0)
+        pobj = float(c @ x)
+        dobj = float(b @ y - ubb @ s)
+        p_res = np.linalg.norm(rb) / b_norm
+        d_res = np.linalg.norm(rc) / c_norm
+        gap = abs(pobj - dobj) / (1.0 + abs(pobj))
+        log.debug("ipm %3d: pobj %.12g dobj %.12g gap %.2e pres %.2e dres %.2e", it, pobj, dobj, gap, p_res, d_res)
+        if p_res < tol and d_res < tol and gap < tol:
+            converged, msg = True, "converged"
+            break
+        merit = max(p_res, d_res, gap)
+        if accept is not None and merit < accept_below and accept(x, y):
+            converged, msg = True, "accepted"
+            break
+        if merit < best[0]:
+            best = (merit, (x, y, z, s, it, pobj, dobj, gap, p_res, d_res))
+        elif best[0] < 1e-6 and merit > 100 * best[0]:
+            msg = "stalled (numerical accuracy)"
+            x, y, z, s, it, pobj, dobj, gap, p_res, d_res = best[1]
+            break
+        if not np.isfinite(pobj + dobj) or abs(pobj) > 1e30 or (it >= 30 and p_res > 1e-3):
+            msg = "no progress (infeasible?)"
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            msg = "time limit"
+            break
+        mu = (x @ z + w[bnd] @ s[bnd]) / (n + nb)
+        inv_theta = z / x + np.where(bnd, s / w, 0.0)
+        theta = 1.0 / inv_theta
+        op.factor(theta)
+
+        def newton(r_xz, r_ws):
+            rho = rc - r_xz / x + np.where(bnd, (r_ws - s * ru) / w, 0.0)
+            rhs = rb + op.matvec(theta * rho)
+            dy = op.solve(rhs)
+            for _ in range(refine):
+                dy += op.solve(rhs - op.matvec(theta * op.rmatvec(dy)))
+            dx = theta * (op.rmatvec(dy) - rho)
+            dz = (r_xz - z * dx) / x
+            dw = np.where(bnd, ru - dx, 0.0)
+            ds = np.where(bnd, (r_ws - s * dw) / w, 0.0)
+            return dx, dy, dz, dw, ds
+
+        dx, dy, dz, dw, ds = newton(-x * z, np.where(bnd, -w * s, 0.0))
+        ap = min(_max_step(x, dx), _max_step(w[bnd], dw[bnd]))
+        ad = min(_max_step(z, dz), _max_step(s[bnd], ds[bnd]))
+        mu_aff = ((x + ap * dx) @ (z + ad * dz) + (w + ap * dw)[bnd] @ (s + ad * ds)[bnd]) / (n + nb)
+        sigma = (mu_aff / mu) ** 3
+        dx, dy, dz, dw, ds = newton(sigma * mu - x * z - dx * dz, np.where(bnd, sigma * mu - w * s - dw * ds, 0.0))
+        eta = max(0.9, 1.0 - 10 * mu / max(abs(pobj), 1.0)) if it > 5 else 0.9
+        eta = min(eta, 0.9995)
+        ap = eta * min(_max_step(x, dx), _max_step(w[bnd], dw[bnd]))
+        ad = eta * min(_max_step(z, dz), _max_step(s[bnd], ds[bnd]))
+        x, w = x + ap * dx, np.where(bnd, w + ap * dw, 1.0)
+        y, z, s = y + ad * dy, z + ad * dz, np.where(bnd, s + ad * ds, 0.0)
+    return IPMResult(converged, x, y, z, s, it + 1, pobj, dobj, gap, p_res, d_res, time.perf_counter() - t0, msg)

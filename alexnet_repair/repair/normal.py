@@ -1,0 +1,189 @@
+"""Structured normal equations ``A diag(theta) A^T y = r`` for the IPM (ipm.py).
+
+Columns of A: W = weight changes, never materialised: W+[r, j] (n_r, d) then W-[r, j], with
+-a[i, j] / +a[i, j] in row i * n_r + r (the D rows, first n_D = N * n_r rows); ``a`` includes
+a ones column when the bias is edited like a weight. Then X = every other column, sparse,
+and one dense column ``t`` (the inf-norm level).
+
+Rows: D, then O (the rest); E = a subset of O whose part of X^T diag X^T is diagonal (the
+epigraph rows: each touches only its own v+/v-/slack, plus t). Elimination order:
+1. t by Sherman-Morrison; 2. E (diagonal); 3. either D block by block (dense N x N blocks
+K_r = a diag(theta_r) a^T) and a dense Schur complement on O ("schur-o"), or O group by
+group (O must split into small independent groups, e.g. per point) and a dense D system
+("schur-d"). ``choose_mode`` picks the cheaper.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as la
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+
+class BlockOperator:
+    def __init__(self, a: np.ndarray, n_r: int, ax: sp.csc_matrix, t_col: int | None, e_mask: np.ndarray,
+                 mode: str = "auto", reg: float = 1e-11):
+        self.a = a
+        self.n_pts, self.d = a.shape
+        self.n_r, self.reg = n_r, reg
+        self.n_d = self.n_pts * n_r
+        self.n_w = 2 * n_r * self.d
+        self.ax = sp.csc_matrix(ax)
+        self.ax_t = self.ax.T.tocsr()
+        self.n_rows = ax.shape[0]
+        self.n = self.n_w + ax.shape[1]
+        self.t_col = t_col
+        mask = np.ones(ax.shape[1])
+        if t_col is not None:
+            self.a_t = self.ax[:, t_col].toarray().ravel()
+            mask[t_col] = 0.0
+        self.ax0 = (self.ax @ sp.diags(mask)).tocsr()
+        self.e_idx = np.flatnonzero(e_mask)
+        self.f_idx = np.flatnonzero(~e_mask)  # D rows first, then the other O rows
+        assert (self.f_idx[: self.n_d] == np.arange(self.n_d)).all(), "E rows must lie after the D rows"
+        self.n_o = self.f_idx.size - self.n_d
+        self.blk = np.arange(self.n_pts)[None, :] * n_r + np.arange(n_r)[:, None]  # (n_r, N) rows of block r
+        xe = self.ax0[self.e_idx]
+        assert (abs(xe) @ abs(xe).T).nnz == self.e_idx.size, "each X column may touch at most one E row"
+        pattern = self._reduced(np.ones(ax.shape[1]))[0]
+        n_groups, gid = connected_components(abs(pattern[self.n_d:, self.n_d:]) > 0, directed=False)
+        sizes = np.bincount(gid, minlength=n_groups)
+        self.mode = choose_mode(self.n_pts, n_r, self.d, self.n_o, sizes.max(initial=0)) if mode == "auto" else mode
+        order = np.argsort(gid, kind="stable")
+        self.g_size = sizes.max(initial=0)
+        self.groups = np.full((n_groups, self.g_size), -1)
+        starts = np.cumsum(sizes) - sizes
+        self.groups[gid[order], np.arange(order.size) - starts[gid[order]]] = order
+
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        dw = (x[: self.n_w // 2] - x[self.n_w // 2: self.n_w]).reshape(self.n_r, self.d)
+        out = self.ax @ x[self.n_w:]
+        out[: self.n_d] -= (self.a @ dw.T).ravel()
+        return out
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        g = (y[: self.n_d].reshape(self.n_pts, self.n_r).T @ self.a).ravel()
+        return np.concatenate([-g, g, self.ax_t @ y])
+
+    def _reduced(self, thx: np.ndarray):
+        """(G = H_FF - H_FE diag(1/d_E) H_EF over the F rows, d_E, H_FE) for H = X diag(thx) X^T (t excluded)."""
+        xs = (self.ax0 @ sp.diags(np.sqrt(thx))).tocsr()
+        xf, xe = xs[self.f_idx], xs[self.e_idx]
+        d_e = np.asarray(xe.multiply(xe).sum(1)).ravel()
+        d_e += self.reg * max(d_e.max(initial=0.0), 1.0)
+        h_fe = (xf @ xe.T).tocsr()
+        g = (xf @ xf.T - h_fe @ sp.diags(1.0 / d_e) @ h_fe.T).tocsr()
+        return g, d_e, h_fe
+
+    def factor(self, theta: np.ndarray) -> None:
+        n_r, n_pts, n_d = self.n_r, self.n_pts, self.n_d
+        th = (theta[: self.n_w // 2] + theta[self.n_w // 2: self.n_w]).reshape(n_r, self.d)
+        K = np.empty((n_r, n_pts, n_pts))
+        for r in range(n_r):
+            K[r] = (self.a * th[r]) @ self.a.T
+        g, self.d_e, self.h_fe = self._reduced(theta[self.n_w:])
+        gdd = g[:n_d, :n_d].tocoo()
+        r_of = gdd.row % n_r
+        assert (r_of == gdd.col % n_r).all(), "the D rows must stay block diagonal over r"
+        np.add.at(K, (r_of, gdd.row // n_r, gdd.col // n_r), gdd.data)
+        K[:, np.arange(n_pts), np.arange(n_pts)] += self.reg * np.maximum(np.einsum("rii->ri", K).max(1), 1.0)[:, None]
+        self.g_do = g[:n_d, n_d:].tocsr()
+        self.g_od = self.g_do.T.tocsr()
+        if self.mode == "schur-o":
+            self.K_inv = np.linalg.inv(K)
+            S = g[n_d:, n_d:].toarray()
+            cols = np.unique(self.g_do.indices)  # O rows coupled to D at all
+            if cols.size:
+                gdo = self.g_do[:, cols]
+                dense = gdo.toarray().reshape(n_pts, n_r, cols.size).transpose(1, 0, 2)
+                Z = np.matmul(self.K_inv, dense).transpose(1, 0, 2).reshape(n_d, cols.size)
+                S[np.ix_(cols, cols)] -= np.asarray(gdo.T @ Z)
+            S[np.diag_indices_from(S)] += self.reg * max(np.abs(np.diag(S)).max(initial=0.0), 1.0)
+            self.S = la.cho_factor(S, lower=True, check_finite=False)
+        else:
+            goo = g[n_d:, n_d:]
+            gb = _group_blocks(goo, self.groups)
+            diag = np.einsum("gii->gi", gb)
+            diag += self.reg * np.maximum(diag.max(1, keepdims=True), 1.0)
+            self.B_inv = np.linalg.inv(gb)
+            dense = np.zeros((n_d, n_d))
+            for r in range(n_r):
+                dense[np.ix_(self.blk[r], self.blk[r])] = K[r]
+            corr = (self.g_do @ _block_diag(self.B_inv, self.groups, self.n_o) @ self.g_od).tocoo()
+            dense[corr.row, corr.col] -= corr.data
+            dense[np.diag_indices_from(dense)] += self.reg * max(np.abs(np.diag(dense)).max(initial=0.0), 1.0)
+            self.Dc = la.cho_factor(dense, lower=True, check_finite=False)
+        if self.t_col is not None:
+            self.theta_t = theta[self.n_w + self.t_col]
+            self.w_t = self._solve0(self.a_t)
+            self.den_t = 1.0 / self.theta_t + self.a_t @ self.w_t
+
+    def _k_solve(self, rd):
+        v = rd.reshape(self.n_pts, self.n_r).T
+        return np.einsum("rij,rj->ri", self.K_inv, v).T.ravel()
+
+    def _g_solve(self, ro):  # O rows, block diagonal over groups
+        gi = np.where(self.groups >= 0, self.groups, 0)
+        v = np.where(self.groups >= 0, ro[gi], 0.0)
+        out = np.zeros_like(ro)
+        res = np.einsum("gij,gj->gi", self.B_inv, v)
+        out[self.groups[self.groups >= 0]] = res[self.groups >= 0]
+        return out
+
+    def _solve_f(self, rf):
+        rd, ro = rf[: self.n_d], rf[self.n_d:]
+        if self.mode == "schur-o":
+            yo = la.cho_solve(self.S, ro - self.g_od @ self._k_solve(rd), check_finite=False)
+            yd = self._k_solve(rd - self.g_do @ yo)
+        else:
+            yd = la.cho_solve(self.Dc, rd - self.g_do @ self._g_solve(ro), check_finite=False)
+            yo = self._g_solve(ro - self.g_od @ yd)
+        return np.concatenate([yd, yo])
+
+    def _solve0(self, r):
+        out = np.empty_like(r)
+        re = r[self.e_idx] / self.d_e
+        yf = self._solve_f(r[self.f_idx] - self.h_fe @ re)
+        out[self.f_idx] = yf
+        out[self.e_idx] = re - (self.h_fe.T @ yf) / self.d_e
+        return out
+
+    def solve(self, rhs: np.ndarray) -> np.ndarray:
+        y = self._solve0(rhs)
+        if self.t_col is not None:
+            y -= self.w_t * (self.a_t @ y) / self.den_t
+        return y
+
+
+def choose_mode(n_pts: int, n_r: int, d: int, n_o: int, group_size: int) -> str:
+    """"schur-d" when O splits into small groups and the dense D system is cheaper, else "schur-o"."""
+    n_d = n_pts * n_r
+    cost_o = n_r * n_pts * n_o**2 + n_o**3 / 3
+    cost_d = n_d**3 / 3
+    return "schur-d" if group_size <= 64 and cost_d < cost_o else "schur-o"
+
+
+def _group_blocks(goo: sp.csr_matrix, groups: np.ndarray) -> np.ndarray:
+    """Dense (n_groups, g, g) diagonal blocks of goo; padding rows get 1 on the diagonal."""
+    n_g, g = groups.shape
+    coo = goo.tocoo()
+    gid = np.empty(goo.shape[0], dtype=np.int64)
+    pos = np.empty(goo.shape[0], dtype=np.int64)
+    valid = groups >= 0
+    gid[groups[valid]] = np.nonzero(valid)[0]
+    pos[groups[valid]] = np.nonzero(valid)[1]
+    out = np.zeros((n_g, g, g))
+    out[gid[coo.row], pos[coo.row], pos[coo.col]] = coo.data
+    pad = ~valid
+    out[np.nonzero(pad)[0], np.nonzero(pad)[1], np.nonzero(pad)[1]] = 1.0
+    return out
+
+
+def _block_diag(b_inv: np.ndarray, groups: np.ndarray, n: int) -> sp.csr_matrix:
+    """Sparse (n, n) matrix holding the group blocks b_inv at the rows/cols of each group."""
+    valid = groups >= 0
+    vi = valid[:, :, None] & valid[:, None, :]
+    rows = np.broadcast_to(groups[:, :, None], b_inv.shape)[vi]
+    cols = np.broadcast_to(groups[:, None, :], b_inv.shape)[vi]
+    return sp.csr_matrix((b_inv[vi], (rows, cols)), shape=(n, n))

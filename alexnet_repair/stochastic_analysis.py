@@ -1,0 +1,133 @@
+"""Stochastic-sweep analysis: accuracy over iterations with 95% intervals across chains, time per iteration,
+batch-size comparisons and a summary table.
+
+A group is (repair-set type, batch size); its chains (seeds, classes, bounds, margins, ...) are the samples.
+Iteration 0 is the base model (the ``baseline_*`` columns of each chain).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .analysis import _figure, load_csvs
+from .stochastic import SCHEMA
+
+REQUIRED = ["experiment_id", "iteration", "row_id", "schema", "batch_size", "homogeneity", "test_accuracy",
+            "full_repair_accuracy", "batch_repair_time", "success", "baseline_test_accuracy",
+            "baseline_full_repair_accuracy"]
+NUMERIC = ["iteration", "batch_size", "test_accuracy", "full_repair_accuracy", "batch_repair_time", "solve_time",
+           "baseline_test_accuracy", "baseline_full_repair_accuracy", "full_set_size", "target_class", "seed",
+           "batch_accuracy_before", "cumulative_max_abs_change"]
+GROUP = ["homogeneity", "batch_size"]
+METRICS = {"test_accuracy": "test accuracy (%)", "full_repair_accuracy": "accuracy on the full repair set (%)"}
+
+
+def load_stochastic(paths) -> pd.DataFrame:
+    df = load_csvs(paths, SCHEMA, REQUIRED, "row_id", NUMERIC, "a grid sweep? use analysis.py")
+    return df[df["iteration"] >= 1].copy()
+
+
+def with_baseline(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` plus an iteration-0 row per chain holding the base model's accuracies."""
+    first = df.sort_values("iteration").drop_duplicates("experiment_id").copy()
+    first["iteration"] = 0
+    first["test_accuracy"] = first["baseline_test_accuracy"]
+    first["full_repair_accuracy"] = first["baseline_full_repair_accuracy"]
+    first["batch_repair_time"] = np.nan
+    return pd.concat([first, df], ignore_index=True).sort_values(["experiment_id", "iteration"])
+
+
+def mean_ci(values) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) with a two-sided 95% Student-t interval (the mean itself when n < 2)."""
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, mean, mean, 1
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return mean, mean - half, mean + half, len(x)
+
+
+def curves(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per group and iteration: mean, 95% interval and number of chains of ``metric``."""
+    rows = []
+    for (kind, batch, it), part in df.groupby([*GROUP, "iteration"]):
+        mean, low, high, n = mean_ci(part[metric])
+        rows.append({"homogeneity": kind, "batch_size": batch, "iteration": it, "mean": mean, "low": low,
+                     "high": high, "chains": n})
+    return pd.DataFrame(rows)
+
+
+def summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per (type, batch size): chains, success rate, final accuracies with 95% intervals, time."""
+    last = df.sort_values("iteration").groupby("experiment_id").tail(1)
+    rows = []
+    for (kind, batch), part in df.groupby(GROUP):
+        end = last[(last["homogeneity"] == kind) & (last["batch_size"] == batch)]
+        test, t_lo, t_hi, n = mean_ci(end["test_accuracy"])
+        full, f_lo, f_hi, _ = mean_ci(end["full_repair_accuracy"])
+        rows.append({"homogeneity": kind, "batch_size": int(batch), "chains": n,
+                     "iterations": int(part["iteration"].max()), "success_rate": 100.0 * part["success"].mean(),
+                     "baseline_test_accuracy": float(part["baseline_test_accuracy"].mean()),
+                     "final_test_accuracy": test, "final_test_ci95": f"[{t_lo:.2f}, {t_hi:.2f}]",
+                     "baseline_full_repair_accuracy": float(part["baseline_full_repair_accuracy"].mean()),
+                     "final_full_repair_accuracy": full, "final_full_ci95": f"[{f_lo:.2f}, {f_hi:.2f}]",
+                     "mean_batch_repair_time_s": float(part["batch_repair_time"].mean())})
+    return pd.DataFrame(rows)
+
+
+def _label(kind, batch) -> str:
+    return f"{kind} b={int(batch)}"
+
+
+def fig_accuracy(df: pd.DataFrame):
+    fig, axes = _figure(2)
+    full = with_baseline(df)
+    for ax, (metric, label) in zip(axes, METRICS.items()):
+        for (kind, batch), part in curves(full, metric).groupby(GROUP):
+            line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
+            ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
+        ax.set(xlabel="iteration (0 = base model)", ylabel=label, title=f"{label.split(' (')[0]} (mean, 95% CI)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_time(df: pd.DataFrame):
+    fig, (ax,) = _figure(1)
+    for (kind, batch), part in curves(df, "batch_repair_time").groupby(GROUP):
+        line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
+        ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="iteration", ylabel="batch repair time (s)", title="Repair time per iteration (mean, 95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fig_batch_sizes(df: pd.DataFrame):
+    """Final accuracies, success rate and time against the batch size, one line per type."""
+    table = summary(df)
+    fig, axes = _figure(4, width=4.2)
+    panels = [("final_test_accuracy", "final test accuracy (%)"),
+              ("final_full_repair_accuracy", "final full-set accuracy (%)"),
+              ("success_rate", "success rate (%)"), ("mean_batch_repair_time_s", "mean repair time (s)")]
+    for ax, (col, label) in zip(axes, panels):
+        for kind, part in table.groupby("homogeneity"):
+            ax.plot(part["batch_size"], part[col], marker="o", label=kind)
+        ax.set(xlabel="batch size", ylabel=label, title=label.split(" (")[0])
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def figures(df: pd.DataFrame) -> dict:
+    return {
+        "accuracy_over_iterations": (fig_accuracy(df), "Test accuracy and accuracy on the full repair set after "
+                                                       "each iteration, mean over chains with a 95% t-interval."),
+        "repair_time_per_iteration": (fig_time(df), "Wall-clock of each batch repair (encoding + solve)."),
+        "batch_size_comparison": (fig_batch_sizes(df), "Where each batch size ends after the last iteration."),
+    }

@@ -1,0 +1,257 @@
+"""Sweep repair configurations and collect one CSV row per run.
+
+Commands (flags without a command run a grid sweep):
+  grid        repair-set type x size x class x bound x margin x layer x method x seed; one row per run
+  stochastic  sequential repair of random batches of a full repair set; one row per iteration
+  merge       combine the CSVs of several shards into one
+
+A sweep is resumable: rerun the same command after Ctrl-C or kill -9 and it skips every finished run (failed
+runs too, unless --retry-failed). --jobs N runs N configurations at a time; --shard I/N runs the I-th of N
+slices of the grid (e.g. one per SLURM array task), to be combined with `merge` or read together by analysis.py.
+When the default --weights file is missing, the base model is trained first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from alexnet_repair import experiments as ex
+from alexnet_repair import gridrun
+from alexnet_repair import stochastic as st
+from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_solver_args, device_from,
+                                script_main, setup_logging)
+from alexnet_repair.csvlog import merge_csvs, read_csv
+from alexnet_repair.editsets import SWEEP_TYPES, parse_class
+from alexnet_repair.errors import CheckpointError, UsageError
+from alexnet_repair.model import file_sha256
+from alexnet_repair.paths import path_for
+from alexnet_repair.repair.lp import FORMULATIONS, OBJECTIVES
+
+COMMANDS = ("grid", "stochastic", "merge")
+
+
+def stochastic_csv() -> Path:
+    try:
+        return path_for("stochastic_csv")
+    except KeyError:  # paths.py without a stochastic entry: the earlier toolkit's name beside the sweep CSV
+        return path_for("sweep_csv").with_name("stochastic_experiment.csv")
+
+
+def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
+    """Flags shared by grid and stochastic sweeps."""
+    p.add_argument("--target-classes", nargs="+", type=parse_class, default=list(ex.DEFAULT_CLASSES),
+                   help=f"classes (0-9 or names) of the class-homogeneous types (default: {list(ex.DEFAULT_CLASSES)})")
+    p.add_argument("--param-bound", "--param-bounds", dest="param_bounds", nargs="+", type=float,
+                   default=list(ex.DEFAULT_BOUNDS), help="max |parameter change| values (default: 5.0)")
+    p.add_argument("--margin", "--margins", dest="margins", nargs="+", type=float, default=list(ex.DEFAULT_MARGINS),
+                   help="margin values (default: 2.0)")
+    p.add_argument("--layers", nargs="+", default=list(ex.DEFAULT_LAYERS),
+                   help="layers to edit: classifier.1/.4/.6 or last/penultimate/first (default: the last)")
+    p.add_argument("--methods", nargs="+", choices=ex.METHODS, default=list(ex.DEFAULT_METHODS),
+                   help="repair methods (default: aprnn)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(ex.DEFAULT_SEEDS),
+                   help="edit-set draws: each seed repeats the grid with another random draw (default: 0)")
+    p.add_argument("--weights", default=None,
+                   help=f"base model (default: {path_for('base_model')}, trained first when missing)")
+    p.add_argument("--width-scale", type=int, default=1,
+                   help="width divisor of a base model trained because none exists (1 = canonical AlexNet)")
+    p.add_argument("--edit-split", choices=["test", "train"], default=ex.DEFAULT_EDIT_SPLIT,
+                   help="split the edit sets are drawn from (default: test; drawdown is always on the test split)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="linf+l1n", help="repair objective (default: APRNN's)")
+    p.add_argument("--formulation", choices=FORMULATIONS, default="auto")
+    p.add_argument("--algorithm", default="auto", help="solver algorithm (see run_repair.py)")
+    p.add_argument("--rows", default=None, help="editable rows of the layer (see run_repair.py; default all)")
+    p.add_argument("--output-file", default=str(stochastic_csv() if stochastic else path_for("sweep_csv")),
+                   help="CSV to append to (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="configurations run at once, in worker processes (default 1)")
+    p.add_argument("--shard", default=None, metavar="I/N", help="run only the I-th (1..N) of N slices")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed, replacing their rows")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep repaired models under artifacts/experiments/<experiment_id>/<csv name>-<hash>/ "
+                        "(stochastic: every iteration's, not just the latest)")
+    p.add_argument("--list", action="store_true", help="print the runs of this grid/shard and their state; run none")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_solver_args(p)
+    add_data_args(p)
+    add_device_args(p)
+    add_common_args(p, seed=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="{grid,stochastic,merge}")
+    grid = sub.add_parser("grid", help="grid sweep (the default)", description="Grid sweep: one CSV row per run.")
+    grid.add_argument("--repair-set-sizes", nargs="+", type=int, default=list(ex.DEFAULT_SIZES),
+                      help=f"requested edit-set sizes (default: {list(ex.DEFAULT_SIZES)})")
+    grid.add_argument("--repair-set-types", nargs="+", choices=list(SWEEP_TYPES), default=list(ex.DEFAULT_TYPES),
+                      help=f"edit-set kinds (default: {' '.join(ex.DEFAULT_TYPES)})")
+    grid.add_argument("--sizing", choices=["strict", "flexible"], default=ex.DEFAULT_SIZING,
+                      help="flexible: a smaller edit set when too few images exist; strict: such a run fails")
+    grid.add_argument("--holdout-fraction", type=float, default=ex.DEFAULT_HOLDOUT_FRACTION,
+                      help="share of each kind's candidates held out to measure generalization (default 0.5)")
+    _add_run_args(grid, stochastic=False)
+    sto = sub.add_parser("stochastic", help="sequential repair of random batches",
+                         description="Stochastic repair: one CSV row per iteration of each chain.")
+    sto.add_argument("--batch-sizes", nargs="+", type=int, default=list(st.DEFAULT_BATCH_SIZES))
+    sto.add_argument("--repair-set-homogeneities", "--repair-set-types", dest="repair_set_types", nargs="+",
+                     choices=list(SWEEP_TYPES), default=list(st.DEFAULT_TYPES), help="kinds of full repair set")
+    sto.add_argument("--num-iterations", type=int, default=st.DEFAULT_ITERATIONS, help="repairs per chain")
+    sto.add_argument("--full-set-size", type=int, default=st.DEFAULT_FULL_SET_SIZE,
+                     help="cap on the full repair set (default: every image of the kind)")
+    _add_run_args(sto, stochastic=True)
+    merge = sub.add_parser("merge", help="combine shard CSVs", description="Combine sweep CSVs (e.g. of shards): "
+                           "one row per experiment, a successful row preferred over a failed one.")
+    merge.add_argument("inputs", nargs="+", help="CSV files to combine")
+    merge.add_argument("--output-file", required=True, help="the combined CSV (written atomically)")
+    merge.add_argument("--force", action="store_true", help="overwrite --output-file when it is not an input")
+    merge.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def parse_args(argv):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv = ["grid", *argv]
+    return build_parser().parse_args(argv)
+
+
+@script_main
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    if args.command == "merge":
+        return merge(args)
+    if args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.command == "grid" and not 0 <= args.holdout_fraction < 1:
+        raise UsageError("--holdout-fraction must lie in [0, 1)")
+    specs = plan_specs(args)
+    shard = ex.parse_shard(args.shard)
+    if shard:
+        specs = ex.shard(specs, *shard)
+    if args.list:
+        return list_runs(args, specs)
+    setup = make_setup(args)
+    ensure_weights(args, setup)
+    sha = file_sha256(setup.weights)
+    if args.command == "stochastic":
+        return run_stochastic(args, specs, setup, sha)
+    done = ex.completed_rows(args.output_file)
+    ex.check_resumable(args.output_file, done, setup.key(sha))
+    todo = ex.plan(specs, done, args.retry_failed)
+    shard_text = f" (shard {shard[0]}/{shard[1]})" if shard else ""
+    print(f"grid{shard_text}: {len(specs)} runs, {len(specs) - len(todo)} already in {args.output_file}, "
+          f"{len(todo)} to run with {args.jobs} worker(s)", file=sys.stderr)
+    if not todo:
+        return 0
+    ctx = prepare(args, setup, sha)
+    rows = gridrun.execute(todo, ctx, args.output_file, done, args.jobs, args.threads, progress=not args.quiet)
+    if rows:
+        print(ex.summary_table(rows))
+    failed = sum(not r["success"] for r in rows)
+    print(f"wrote {len(rows)} row(s) to {args.output_file} ({failed} failed; records in {setup.record_dir}); "
+          f"analyse with: uv run python analysis.py {args.output_file}", file=sys.stderr)
+    return 0
+
+
+def plan_specs(args) -> list:
+    solver = args.solver
+    if args.command == "grid":
+        return ex.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
+                             args.margins, args.layers, args.methods, args.seeds, solver)
+    if args.num_iterations < 1:
+        raise UsageError("--num-iterations must be at least 1")
+    ex.build_grid(args.repair_set_types, [1], args.target_classes, args.param_bounds, args.margins, args.layers,
+                  args.methods, args.seeds, solver)  # the same checks as a grid
+    return st.build_chains(args.repair_set_types, args.batch_sizes, args.target_classes, args.param_bounds,
+                           args.margins, args.layers, args.methods, args.seeds, solver)
+
+
+def make_setup(args) -> ex.SweepSetup:
+    grid = args.command == "grid"
+    return ex.SweepSetup(
+        weights=args.weights or str(path_for("base_model")), dataset=args.dataset, data_dir=args.data_dir,
+        download=not args.no_download, edit_split=args.edit_split,
+        sizing=args.sizing if grid else "flexible", holdout_fraction=args.holdout_fraction if grid else 0.0,
+        objective=args.objective, rows=args.rows, formulation=args.formulation, algorithm=args.algorithm,
+        time_limit=args.time_limit, threads=args.threads, keep_models=args.keep_models,
+        device=str(device_from(args)), record_dir=str(ex.default_record_dir(args.output_file)) if grid else None,
+        output_file=args.output_file)
+
+
+def ensure_weights(args, setup: ex.SweepSetup) -> None:
+    if Path(setup.weights).exists():
+        return
+    if args.weights is not None:
+        raise CheckpointError(f"checkpoint not found: {args.weights}")
+    print(f"no base model at {setup.weights}: training one on {args.dataset} first "
+          f"(training.TrainConfig defaults; minutes on a CPU)", file=sys.stderr)
+    info = ex.ensure_base_model(setup.weights, args.dataset, args.data_dir, not args.no_download, setup.device,
+                                args.width_scale, progress=not args.quiet)
+    print(f"trained {setup.weights}: test accuracy {info['test_accuracy']:.2f}% in {info['seconds']:.0f} s",
+          file=sys.stderr)
+
+
+def list_runs(args, specs) -> int:
+    _, rows = read_csv(args.output_file)
+    if args.command == "grid":
+        state = {r["experiment_id"]: r.get("status", "?") for r in rows}
+        for spec in specs:
+            print(f"{spec.experiment_id}\t{state.get(spec.experiment_id, 'todo')}")
+    else:
+        counts = {}
+        for r in rows:
+            counts[r["experiment_id"]] = max(counts.get(r["experiment_id"], 0), int(r["iteration"]))
+        for spec in specs:
+            print(f"{spec.chain_id}\t{counts.get(spec.chain_id, 0)}/{args.num_iterations} iterations")
+    return 0
+
+
+def prepare(args, setup: ex.SweepSetup, sha: str) -> ex.SweepContext:
+    print(f"preparing: base-model passes over {args.dataset} (test{'' if args.edit_split == 'test' else ' + train'})",
+          file=sys.stderr)
+    return ex.prepare_context(setup, args.layers, progress=not args.quiet, weights_sha256=sha)
+
+
+def run_stochastic(args, chains, setup: ex.SweepSetup, sha: str) -> int:
+    key = st.stochastic_key(setup.key(sha), args.full_set_size)
+    _, rows = read_csv(args.output_file)
+    other = {r.get("sweep_key") for r in rows} - {key}
+    if other:
+        raise UsageError(f"{args.output_file} holds chains of another setup (checkpoint, dataset, split or "
+                         f"--full-set-size differ): choose another --output-file")
+    print(f"stochastic: {len(chains)} chain(s) x {args.num_iterations} iterations into {args.output_file}",
+          file=sys.stderr)
+    ctx = prepare(args, setup, sha)
+    count = st.execute_chains(chains, ctx, args.output_file, args.num_iterations, args.full_set_size, args.jobs,
+                              args.threads, args.keep_models, args.retry_failed, progress=not args.quiet)
+    print(f"ran {count} iteration(s); analyse with: uv run python analyze_stochastic.py {args.output_file}",
+          file=sys.stderr)
+    return 0
+
+
+def merge(args) -> int:
+    out = Path(args.output_file)
+    inputs = [str(p) for p in args.inputs]
+    if out.exists() and str(out) not in inputs and not args.force:
+        raise UsageError(f"{out} exists: list it among the inputs to merge into it, or pass --force to replace it")
+    count = merge_csvs(inputs, out, key="row_id" if _is_stochastic(inputs[0]) else "experiment_id")
+    print(f"merged {len(inputs)} file(s) into {out}: {count} row(s)")
+    return 0
+
+
+def _is_stochastic(path) -> bool:
+    header, _ = read_csv(path)
+    return bool(header) and "row_id" in header
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
