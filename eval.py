@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--margin", type=float, default=None, help="with --edit-set: the margin every edit image needs")
     parser.add_argument("--json", action="store_true", help="print the JSON record instead of the table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_data_args(parser)
+    add_data_args(parser, default=None)
     add_device_args(parser)
     add_common_args(parser, seed=None)
     return parser
@@ -77,8 +77,11 @@ def main(argv=None) -> int:
         from alexnet_repair.editsets import load_editset
         editset = load_editset(args.edit_set)
         editset.meta["path"] = args.edit_set
-        if editset.meta.get("dataset") not in (None, args.dataset) and not editset.meta.get("legacy"):
-            raise UsageError(f"edit set was built on {editset.meta['dataset']!r} but --dataset is {args.dataset!r}")
+        built_on = (editset.meta.get("dataset") or "").removesuffix("-folder")
+        args.dataset = args.dataset or built_on or "cifar10"
+        if built_on and built_on != args.dataset and not editset.meta.get("legacy"):
+            raise UsageError(f"edit set was built on {built_on!r} but --dataset is {args.dataset!r}")
+    args.dataset = args.dataset or "cifar10"
     split = load_split(args.dataset, args.split, args.data_dir, download=not args.no_download)
     start = time.perf_counter()
     preds = predict(model, split, device, args.batch_size, progress=not args.quiet)

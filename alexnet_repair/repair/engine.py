@@ -165,7 +165,7 @@ def _top_gradient_rows(model, layer, images, labels, count, device) -> np.ndarra
     z = net.classifier[stop](h).detach().requires_grad_(True)
     out = z
     for module in list(net.classifier)[stop + 1:]:
-        out = module(out)
+        out = torch.relu(out) if isinstance(module, torch.nn.ReLU) else module(out)  # no in-place on the leaf
     torch.nn.functional.cross_entropy(out, labels.to(device), reduction="sum").backward()
     score = z.grad.abs().sum(0).cpu().numpy()
     return np.sort(np.argsort(-score, kind="stable")[:count])
