@@ -311,6 +311,9 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
                           n_rows=sol.n_rows, nnz=sol.nnz, n_solves=sol.n_solves)
     if sol.solve is not None:
         result.solver, result.solver_version = sol.solve.backend, sol.solve.backend_version
+    else:  # solved by the toolkit's own certified interior-point method (repair/fastlp.py), no external solver
+        from .. import __version__
+        result.solver, result.solver_version = f"builtin-{sol.formulation}", __version__
     if sol.status == Status.INFEASIBLE and config.on_infeasible == "max-fixed":
         from .maxfixed import repair_max_fixed
         repair_max_fixed(model, images, labels, config, rows, spec, result, device)
