@@ -9,6 +9,7 @@ A sweep is resumable: rerun the same command after Ctrl-C or kill -9 and it skip
 runs too, unless --retry-failed). --jobs N runs N configurations at a time; --shard I/N runs the I-th of N
 slices of the grid (e.g. one per SLURM array task), to be combined with `merge` or read together by analysis.py.
 When the default --weights file is missing, the base model is trained first.
+Flags: `experiment_runner.py grid -h`, `experiment_runner.py stochastic -h`, `experiment_runner.py merge -h`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,7 @@ COMMANDS = ("grid", "stochastic", "merge")
 
 
 def stochastic_csv() -> Path:
-    try:
-        return path_for("stochastic_csv")
-    except KeyError:  # paths.py without a stochastic entry: the earlier toolkit's name beside the sweep CSV
-        return path_for("sweep_csv").with_name("stochastic_experiment.csv")
+    return path_for("stochastic_csv")
 
 
 def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
@@ -65,11 +63,15 @@ def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
     p.add_argument("--formulation", choices=FORMULATIONS, default="auto")
     p.add_argument("--algorithm", default="auto", help="solver algorithm (see run_repair.py)")
     p.add_argument("--rows", default=None, help="editable rows of the layer (see run_repair.py; default all)")
+    p.add_argument("--on-infeasible", choices=["fail", "max-fixed"], default="fail",
+                   help="max-fixed: repair the largest fixable subset when no full repair exists (a MILP)")
     p.add_argument("--output-file", default=str(stochastic_csv() if stochastic else path_for("sweep_csv")),
                    help="CSV to append to (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=1, help="configurations run at once, in worker processes (default 1)")
     p.add_argument("--shard", default=None, metavar="I/N", help="run only the I-th (1..N) of N slices")
-    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed, replacing their rows")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="rerun runs recorded as failed, replacing their rows (stochastic: chains whose edit set "
+                        "could not be drawn; a failed iteration is part of its chain)")
     p.add_argument("--keep-models", action="store_true",
                    help="keep repaired models under artifacts/experiments/<experiment_id>/<csv name>-<hash>/ "
                         "(stochastic: every iteration's, not just the latest)")
@@ -182,7 +184,8 @@ def make_setup(args) -> ex.SweepSetup:
         download=not args.no_download, edit_split=args.edit_split,
         sizing=args.sizing if grid else "flexible", holdout_fraction=args.holdout_fraction if grid else 0.0,
         objective=args.objective, rows=args.rows, formulation=args.formulation, algorithm=args.algorithm,
-        time_limit=args.time_limit, threads=args.threads, keep_models=args.keep_models,
+        time_limit=args.time_limit, on_infeasible=args.on_infeasible, threads=args.threads,
+        keep_models=args.keep_models,
         device=str(device_from(args)), record_dir=str(ex.default_record_dir(args.output_file)) if grid else None,
         output_file=args.output_file)
 
@@ -241,7 +244,7 @@ def run_stochastic(args, chains, setup: ex.SweepSetup, sha: str) -> int:
 def merge(args) -> int:
     out = Path(args.output_file)
     inputs = [str(p) for p in args.inputs]
-    if out.exists() and str(out) not in inputs and not args.force:
+    if out.exists() and out.resolve() not in {Path(p).resolve() for p in inputs} and not args.force:
         raise UsageError(f"{out} exists: list it among the inputs to merge into it, or pass --force to replace it")
     count = merge_csvs(inputs, out, key="row_id" if _is_stochastic(inputs[0]) else "experiment_id")
     print(f"merged {len(inputs)} file(s) into {out}: {count} row(s)")

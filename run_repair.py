@@ -28,6 +28,7 @@ from alexnet_repair.fileio import write_json
 from alexnet_repair.model import CLASSIFIER_LINEARS, file_sha256, load_checkpoint, save_checkpoint
 from alexnet_repair.paths import path_for
 from alexnet_repair.repair import RepairConfig
+from alexnet_repair.repair.finetune import FTConfig
 from alexnet_repair.repair.lp import FORMULATIONS, OBJECTIVES
 from alexnet_repair.workflow import evaluate_repair, load_editset_for, run_repair_method
 
@@ -35,7 +36,7 @@ log = logging.getLogger("run_repair")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = RepairConfig()
+    d, f = RepairConfig(), FTConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=["misclassified", "by-class"],
                         help="which generated edit set to repair (or give --edit-set)")
@@ -59,14 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="aprnn: the provable LP repair (default); ft: fine-tuning baseline on the same parameters")
     parser.add_argument("--on-infeasible", choices=["fail", "max-fixed"], default=d.on_infeasible,
                         help="aprnn: when no repair of all images exists, fail (default) or repair the largest "
-                             "fixable subset (a MILP; exit 1, status partial, model written)")
+                             "fixable subset (a MILP, under --time-limit too; exit 1, status partial, model "
+                             "written)")
     parser.add_argument("--save-partial", action="store_true",
                         help="ft: write the model even when it does not fix every edit image")
     ft = parser.add_argument_group("fine-tuning (--method ft)")
-    ft.add_argument("--ft-max-steps", type=int, default=1000, help="optimiser steps at most (default 1000)")
-    ft.add_argument("--ft-lr", type=float, default=None, help="learning rate (default 1e-3 adam, 1e-2 sgd)")
-    ft.add_argument("--ft-optimizer", choices=["adam", "sgd"], default="adam")
-    ft.add_argument("--ft-replay", type=int, default=0, metavar="N",
+    ft.add_argument("--ft-max-steps", type=int, default=f.max_steps,
+                    help=f"optimiser steps at most (default {f.max_steps})")
+    ft.add_argument("--ft-lr", type=float, default=None, help="learning rate (default 1e-2 adam, 1e-1 sgd)")
+    ft.add_argument("--ft-optimizer", choices=["adam", "sgd"], default=f.optimizer)
+    ft.add_argument("--ft-replay", type=int, default=f.replay, metavar="N",
                     help="training images (the edit set's dataset) mixed into every step, as in MFT (default 0)")
     parser.add_argument("--no-eval", action="store_true", help="skip the test-set drawdown evaluation")
     parser.add_argument("--json", action="store_true", help="print the JSON record instead of the report")

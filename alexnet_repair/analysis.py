@@ -114,8 +114,10 @@ def per_class_matrix(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=list(CLASS_NAMES))
     values = pd.DataFrame(np.array(changes[ok.index].tolist(), dtype=float), index=ok.index, columns=CLASS_NAMES)
-    values["label"] = ok["repair_set_type"] + " n=" + ok["requested_repair_set_size"].astype(int).astype(str)
-    return values.groupby("label").mean()
+    keys = ["repair_set_type", "requested_repair_set_size"]
+    means = values.join(ok[keys]).groupby(keys).mean()          # sorted by type, then numeric size
+    means.index = [f"{kind} n={int(size)}" for kind, size in means.index]
+    return means
 
 
 # ---- figures ---------------------------------------------------------------------------------------------------
@@ -132,7 +134,10 @@ def fig_success(df: pd.DataFrame):
     for name, part in df.groupby("repair_set_type"):
         rate = part.groupby("requested_repair_set_size")["success"].mean() * 100
         a.plot(rate.index, rate.values, marker="o", label=name)
+    sizes = sorted(df["requested_repair_set_size"].dropna().unique())
     a.set_xscale("log")
+    a.set_xticks(sizes, [f"{s:g}" for s in sizes])
+    a.minorticks_off()
     a.set(xlabel="requested edit-set size", ylabel="success rate (%)", title="Success rate by size", ylim=(-5, 105))
     a.legend(fontsize=8)
     rate = df.groupby("repair_set_type")["success"].mean() * 100

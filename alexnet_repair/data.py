@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from .errors import DataError
 
@@ -58,6 +57,8 @@ class Split:
 
 def preprocess(raw: torch.Tensor) -> torch.Tensor:
     """uint8 (n, 32, 32, 3) -> float32 (n, 3, 64, 64): Resize(70) + CenterCrop(64) + ToTensor, batched."""
+    from torchvision.transforms.v2 import functional as TF  # imported on use: keeps script start-up short
+
     x = raw.permute(0, 3, 1, 2).contiguous()
     x = TF.resize(x, [RESIZE], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     x = TF.center_crop(x, [CROP])

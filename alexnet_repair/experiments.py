@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import json
 import logging
+from argparse import Namespace
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,13 +31,14 @@ from .featcache import FeatureCache, classifier_stop
 from .fileio import write_json
 from .model import file_sha256, load_checkpoint, resolve_layer, save_checkpoint
 from .paths import path_for, safe_name
+from .repair import RepairConfig
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "alexnet_repair.sweep/1"   # written in every row; analysis refuses other schemas
 
 # Every default of a grid sweep, in one place. The README's `experiment_runner.py --dataset synthetic` runs this
-# grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer, a few minutes on 2 CPU cores.
+# grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer, about 5 minutes on 2 busy CPU cores (measured).
 DEFAULT_SIZES = (10, 50, 100)            # requested edit-set sizes (actual size may be smaller: --sizing flexible)
 DEFAULT_TYPES = ("misclassified", "class_homogeneous_incorrect")   # see editsets.SWEEP_TYPES
 DEFAULT_CLASSES = (3, 5)                 # cat, dog: target classes of the class-homogeneous types
@@ -114,6 +116,7 @@ class SweepSetup:
     formulation: str = "auto"
     algorithm: str = "auto"
     time_limit: float | None = None
+    on_infeasible: str = "fail"          # "max-fixed": an infeasible LP becomes a MILP fixing the most images
     threads: int | None = None           # torch + solver threads per run (None: cores // jobs)
     keep_models: bool = False
     device: str = "cpu"
@@ -124,6 +127,8 @@ class SweepSetup:
         fields = {"weights_sha256": weights_sha256, "dataset": self.dataset, "edit_split": self.edit_split,
                   "sizing": self.sizing, "holdout_fraction": self.holdout_fraction, "objective": self.objective,
                   "rows": self.rows, "formulation": self.formulation, "time_limit": self.time_limit}
+        if self.on_infeasible != "fail":     # (absent by default, so keys of earlier sweeps stay valid)
+            fields["on_infeasible"] = self.on_infeasible
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -139,6 +144,21 @@ class SweepContext:
     base_edit: Predictions           # base model over the whole edit split
     cache: FeatureCache              # base model over the test split, with the swept layers' inputs
     versions: dict = field(default_factory=dict)
+
+
+def repair_config(setup: SweepSetup, spec, threads: int | None) -> RepairConfig:
+    """The RepairConfig of one run (grid RunSpec or stochastic ChainSpec) under ``setup``."""
+    return RepairConfig(layer=spec.layer, rows=setup.rows, param_bound=spec.param_bound, margin=spec.margin,
+                        objective=setup.objective, solver=spec.solver, algorithm=setup.algorithm,
+                        formulation=setup.formulation, time_limit=setup.time_limit, threads=setup.threads or threads,
+                        method=spec.method, on_infeasible=setup.on_infeasible)
+
+
+def method_args(setup: SweepSetup, seed: int) -> Namespace:
+    """What workflow.run_repair_method reads from a script's arguments (fine-tuning: data for replay, seed);
+    the --ft-* settings stay at their defaults in sweeps."""
+    return Namespace(dataset=setup.dataset, data_dir=setup.data_dir, no_download=not setup.download, seed=seed,
+                     quiet=True)
 
 
 def build_grid(types=DEFAULT_TYPES, sizes=DEFAULT_SIZES, classes=DEFAULT_CLASSES, bounds=DEFAULT_BOUNDS,

@@ -16,10 +16,9 @@ from .data import CLASS_NAMES
 from .editsets import SWEEP_TYPES, build_editset
 from .errors import AlexRepairError
 from .evaluate import compare_models, logits_of, margins_of, predict
-from .experiments import COLUMNS, SCHEMA, RunSpec, SweepContext, artifact_dir
+from .experiments import COLUMNS, SCHEMA, RunSpec, SweepContext, artifact_dir, method_args, repair_config
 from .fileio import write_json
 from .model import load_checkpoint, save_checkpoint
-from .repair import RepairConfig
 from .workers import run_pool, threads_per_worker
 
 log = logging.getLogger(__name__)
@@ -58,14 +57,11 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
         row.update(actual_repair_set_size=len(editset), candidates=editset.meta["candidates"],
                    baseline_accuracy_edit_set=100.0 * float((editset.predictions == editset.labels).float().mean()))
         record["editset"] = {k: v for k, v in editset.meta.items() if k != "probabilities"}
-        config = RepairConfig(layer=spec.layer, rows=setup.rows, param_bound=spec.param_bound, margin=spec.margin,
-                              objective=setup.objective, solver=spec.solver, algorithm=setup.algorithm,
-                              formulation=setup.formulation, time_limit=setup.time_limit,
-                              threads=setup.threads or threads, method=spec.method)
-        result = run_repair_method(base, editset, config, None, setup.device)
+        config = repair_config(setup, spec, threads)
+        result = run_repair_method(base, editset, config, method_args(setup, spec.seed), setup.device)
         row.update(_result_columns(result))
         record["result"] = result.record()
-        if result.success:
+        if result.model is not None:      # success, or a verified partial repair (max-fixed, fine-tuning)
             row.update(_evaluate(ctx, base, result.model, editset, spec, record))
     except AlexRepairError as err:
         row["error_message"] = str(err)

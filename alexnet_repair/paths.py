@@ -43,6 +43,7 @@ def path_for(what: str, *, root: str | Path = ".", **keys) -> Path:
     - ``experiment_dir`` (experiment_id)         artifacts/experiments/<experiment_id>/
     - ``run_record`` (tool, name)               results/<tool>_<name>_<timestamp>.json
     - ``sweep_csv``                             results/experiment.csv
+    - ``stochastic_csv``                        results/stochastic_experiment.csv
     - ``analysis_dir``                          results/analysis/
     """
     root = Path(root)
@@ -64,6 +65,8 @@ def path_for(what: str, *, root: str | Path = ".", **keys) -> Path:
         return root / RESULTS_DIR / f"{keys['tool']}_{safe_name(keys.get('name', 'run'))}_{stamp}.json"
     if what == "sweep_csv":
         return root / RESULTS_DIR / "experiment.csv"
+    if what == "stochastic_csv":
+        return root / RESULTS_DIR / "stochastic_experiment.csv"
     if what == "analysis_dir":
         return root / RESULTS_DIR / "analysis"
     raise KeyError(f"unknown path kind {what!r}")

@@ -4,7 +4,8 @@ it, each time starting from the previous iteration's model. One CSV row per iter
 A chain is (type, class, batch size, bound, margin, layer, method, seed); its key ``experiment_id`` is e.g.
 ``stoch_bs10_misclassified_c-_b5_m2_l6_s0_aprnn_auto``. Batches follow the earlier toolkit: the full set is
 shuffled and cut into consecutive batches, reshuffled when exhausted (a fixed schedule per seed, so a resumed
-chain draws the same batches). A failed repair leaves the model unchanged. Resume is per iteration: the model
+chain draws the same batches). A failed repair leaves the model unchanged (a verified partial one, e.g.
+max-fixed, is kept). Resume is per iteration: the model
 after iteration i is written (``artifacts/experiments/<chain>/iter_<i>.pth``) before its row is appended, and a
 rerun continues from the latest successful iteration's model.
 """
@@ -26,12 +27,11 @@ from .csvlog import append_row, is_true, read_csv, replace_rows
 from .data import CLASS_NAMES
 from .editsets import SWEEP_TYPES, EditSet, build_editset
 from .errors import AlexRepairError, DataError
-from .experiments import SweepContext, artifact_dir
+from .experiments import SweepContext, artifact_dir, method_args, repair_config
 from .workers import run_pool, threads_per_worker
 from .featcache import FeatureCache, classifier_stop
 from .model import load_checkpoint, resolve_layer, save_checkpoint
 from .paths import safe_name
-from .repair import RepairConfig
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
     if done:
         start_it = int(done[-1]["iteration"]) + 1
         successes = sum(is_true(r["success"]) for r in done)
-        last_ok = [int(r["iteration"]) for r in done if is_true(r["success"])]
+        last_ok = [int(r["iteration"]) for r in done if r.get("model_path")]
         if last_ok:
             path = checkpoint_path(spec.chain_id, last_ok[-1], output)
             if not path.is_file():
@@ -176,15 +176,12 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
         batch = EditSet(full.images[pick], full.labels[pick], full.indices[pick], np.zeros(0, np.int64),
                         {**full.meta, "actual_size": len(pick), "indices": full.indices[pick].tolist()})
         before = full_cache.predictions(model, base, setup.device)
-        config = RepairConfig(layer=spec.layer, rows=setup.rows, param_bound=spec.param_bound, margin=spec.margin,
-                              objective=setup.objective, solver=spec.solver, algorithm=setup.algorithm,
-                              formulation=setup.formulation, time_limit=setup.time_limit,
-                              threads=setup.threads or threads, method=spec.method)
+        config = repair_config(setup, spec, threads)
         row = {**common, "iteration": it, "row_id": f"{spec.chain_id}_it{it}",
                "batch_indices": full.indices[pick].tolist(),
                "batch_accuracy_before": float(100.0 * (before.preds[pick] == before.labels[pick]).mean())}
         try:
-            result = run_repair_method(model, batch, config, None, setup.device)
+            result = run_repair_method(model, batch, config, method_args(setup, spec.seed), setup.device)
         except AlexRepairError as err:
             result = None
             row.update(status="error", success=False, error_message=str(err))
@@ -201,7 +198,7 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
             if result.verification is not None:
                 row.update(min_margin=result.verification.min_margin,
                            max_abs_change=result.verification.max_abs_change)
-            if result.success:
+            if result.model is not None:      # success, or a verified partial repair: the chain moves on
                 model = result.model
                 path = checkpoint_path(spec.chain_id, it, output)
                 save_checkpoint(model, path)        # before the row: a resumed chain always finds its model
@@ -213,7 +210,7 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
                    cumulative_max_abs_change=max_abs_difference(base, model),
                    timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         append_row(output, row, COLUMNS)
-        if row["success"] and not keep_models:
+        if row.get("model_path") and not keep_models:
             _prune_checkpoints(checkpoint_path(spec.chain_id, it, output))
         new_rows.append(row)
         if on_iteration is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from .analysis import _figure, load_csvs
@@ -92,6 +93,7 @@ def fig_accuracy(df: pd.DataFrame):
             line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
             ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
         ax.set(xlabel="iteration (0 = base model)", ylabel=label, title=f"{label.split(' (')[0]} (mean, 95% CI)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -103,6 +105,7 @@ def fig_time(df: pd.DataFrame):
         line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
         ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="iteration", ylabel="batch repair time (s)", title="Repair time per iteration (mean, 95% CI)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -195,9 +195,12 @@ def test_shards_partition_the_grid_and_merge(sweep, tmp_path, capsys):
 def test_retry_failed_replaces_the_failed_rows(workdir, cifar_dir, quiet_checkpoint):
     args = [*common(cifar_dir, quiet_checkpoint), "--repair-set-types", "misclassified",
             "class_homogeneous_incorrect", "--target-classes", "3", "--sizing", "strict", "--param-bound", "20",
-            "--margin", "0.05", "--repair-set-sizes", "3", "40", "--output-file", "results/exp.csv"]
+            "--margin", "0.05", "--repair-set-sizes", "3", "15", "--output-file", "results/exp.csv", "--keep-models"]
     assert experiment_runner.main(args) == 0
     first = {r["experiment_id"]: r for r in rows_of("results/exp.csv")}
+    kept = [r for r in first.values() if r["success"] == "True"]
+    assert kept and all(load_checkpoint(r["repaired_model_path"]) is not None for r in kept)
+    assert all(Path(r["repaired_model_path"]).parts[:2] == ("artifacts", "experiments") for r in kept)
     failed = [k for k, r in first.items() if r["success"] != "True"]
     assert any("strict sizing" in first[k]["error_message"] for k in failed)
     time.sleep(1.1)

@@ -120,3 +120,11 @@ def test_run_repair_ft_checkpoint_rule(workdir, capsys, editset_path, fitted_che
     saved = load_checkpoint(out)
     es = load_editset(editset_path)
     assert (_margins(saved, es.images, es.labels) >= 0.5).all()
+
+
+def test_run_repair_ft_replay_reads_the_train_split(workdir, capsys, editset_path, fitted_checkpoint, cifar_dir):
+    code, rec, err = _run(capsys, "--edit-set", str(editset_path), "--weights", str(fitted_checkpoint), "--method",
+                          "ft", "--margin", "0.5", "--ft-max-steps", "5", "--ft-replay", "4", "--data-dir",
+                          str(cifar_dir), "--no-download", "--output", str(workdir / "artifacts/r.pth"))
+    assert code in (0, 1) and rec is not None, err
+    assert rec["details"]["ft"]["replay"] == 4 and rec["iterations"]["steps"] <= 5

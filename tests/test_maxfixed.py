@@ -19,7 +19,7 @@ from alexnet_repair.repair import blocks
 from alexnet_repair.repair.engine import lp_spec
 from alexnet_repair.repair.lp import LPSpec, solve_repair_lp
 from alexnet_repair.repair.maxfixed import change_bounds, max_fixed_subset
-from alexnet_repair.solvers import Status
+from alexnet_repair.solvers import SolveOptions, Status
 
 
 def _feasible(spec: LPSpec, subset) -> bool:
@@ -132,3 +132,23 @@ def test_run_repair_max_fixed_reports_unfixable(workdir, capsys, fitted_checkpoi
     assert code == 1 and rec["status"] == "partial" and out.exists() and "partial:" in captured.err
     assert rec["fixed_count"] + len(rec["unfixable_indices"]) == 6
     assert [u["class"] for u in rec["unfixable"]] == rec["unfixable_labels"]
+
+
+@pytest.mark.gurobi
+def test_gurobi_milp_agrees_with_highs():
+    from alexnet_repair.solvers import available_backends
+
+    if available_backends()["gurobi"].startswith("unavailable"):
+        pytest.skip(f"gurobi: {available_backends()['gurobi']}")
+    spec = tiny_spec(1, 2, [0, 2])
+    highs, gurobi = max_fixed_subset(spec, "highs"), max_fixed_subset(spec, "gurobi")
+    assert gurobi.backend == "gurobi" and gurobi.status == Status.OPTIMAL
+    assert gurobi.claimed == highs.claimed and int(gurobi.fixed.sum()) == highs.claimed
+
+
+def test_time_limited_milp_reports_its_incumbent_and_gap():
+    spec = tiny_spec(2, 3)
+    sol = max_fixed_subset(spec, "highs", SolveOptions(time_limit=1e-3))
+    assert sol.status in (Status.OPTIMAL, Status.TIME_LIMIT)
+    if sol.status == Status.TIME_LIMIT and sol.fixed is not None:
+        assert sol.gap is not None and sol.bound >= sol.claimed

@@ -1,19 +1,20 @@
-"""The "ipm" formulation: the full repair LP (every dW column) solved by the structured
-interior-point method of ipm.py, then certified exactly, else handed to column generation.
+"""The "ipm" formulation: the repair LP solved by the structured interior-point method
+(ipm.py + normal.py), certified independently, else handed to exact column generation.
 
-The IPM solves the colgen master with all columns and without the lazy |dW| <= t rows (a
-relaxation), with the margin rows and the layer-k pattern bounds tightened by TIGHTEN.
-Certificate, computed in float64 independently of the IPM's own residuals:
+The IPM's LP is a relaxation of the exact one: it has every dW column, but no |dW| <= t,
+|db_k| <= t rows, only some margin rows (per point the INIT_ROWS most binding ones and all
+originally violated ones; rows found violated are added and the IPM re-run), and margin
+rows / pattern bounds tightened by TIGHTEN. Certificate, in float64, independent of the IPM:
 
-* primal: the returned (dW, db) is decoded, every logit/pre-activation change recomputed
-  from it, and every row of the exact LP checked (margins >= margin + margin_slack, pattern
-  bounds, |change| <= bound) to FEAS_TOL, the same absolute tolerance HiGHS's simplex
-  allows. UB = the exact objective at that point.
-* dual: LB = min over the box of the Lagrangian at the IPM's row duals y (a valid lower bound
-  of the relaxation, hence of the exact LP, for any y; columns without a finite bound get
-  the bound implied by objective <= UB).
-* accepted when (UB - LB) <= GAP_TOL * max(UB, tiny): the point is optimal to that relative
-  precision (the straightforward LP solved by simplex is only optimal to its tolerances).
+* primal: (dW, db) decoded, every logit / pre-activation change recomputed from them and
+  every row of the exact LP checked (all margins >= margin + margin_slack, pattern bounds,
+  |change| <= bound) to FEAS_TOL, the absolute tolerance HiGHS's simplex also allows.
+  UB = the exact objective (all of d, so the missing |dW| <= t rows cost nothing) there.
+* dual: LB = minimum over the column box of the Lagrangian at the IPM's row duals y: a valid
+  lower bound of the relaxation, hence of the exact LP, whatever y is (columns without a
+  finite bound get the bound implied by objective <= UB).
+* accepted when UB - LB <= GAP_TOL * UB: optimal to that relative precision, tighter than
+  the 1e-6 the formulations are required to agree to.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ TIGHTEN = 1e-8  # margin rows / pattern bounds tightened inside the IPM, so the 
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas.py)
+INIT_ROWS = 3  # margin rows per point in the first IPM round (plus every originally violated one)
+NEAR_ROWS = 0.05  # after a round, rows with slack < NEAR_ROWS * margin join the next round
+MAX_ROUNDS = 6
 MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
 
 
@@ -49,7 +53,7 @@ def ipm_applicable(spec: LPSpec) -> bool:
         return False
     n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
     n_r = spec.weights[0].shape[0] if spec.rows is None else np.unique(spec.rows).size
-    n_o = n_pts * (n_cls - 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
+    n_o = n_pts * min(n_cls - 1, INIT_ROWS + 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
     return min(n_pts * n_r if len(spec.weights) == 1 else np.inf, n_o) <= MAX_DENSE
 
 
@@ -68,8 +72,11 @@ class IpmLP:
     cscale: float  # c = cscale * (the LP's objective)
 
 
-def build_ipm_lp(spec: LPSpec, net: blocks.Network, tighten: float = TIGHTEN) -> IpmLP:
-    """The repair LP (without the |dW| <= t and |db_k| <= t rows) in the IPM's standard form."""
+def build_ipm_lp(spec: LPSpec, net: blocks.Network, keep: np.ndarray | None = None, tighten: float = TIGHTEN) -> IpmLP:
+    """The repair LP (without the |dW| <= t and |db_k| <= t rows) in the IPM's standard form.
+
+    keep: indices of the margin rows (numbered as blocks.margin_rows numbers them) to include;
+    None = all. Fewer rows give a relaxation, which the certificate accounts for."""
     terms = objective_terms(spec)
     cscale = 1.0 / terms.w_l1
     n_pts, n_in = spec.inputs.shape
@@ -82,7 +89,8 @@ def build_ipm_lp(spec: LPSpec, net: blocks.Network, tighten: float = TIGHTEN) ->
     if L == 2:
         xu = cols.add("u", (n_pts, n_r))
         dbp, dbm = cols.add("db1+", (n_cls,)), cols.add("db1-", (n_cls,))
-    n_marg = n_pts * (n_cls - 1)
+    keep = np.arange(n_pts * (n_cls - 1)) if keep is None else np.asarray(keep)
+    n_marg = keep.size
     surplus = cols.add("s", (n_marg,))
     if terms.w_inf:
         ev = cols.add("e_v", (n_pts, cv))
@@ -123,6 +131,7 @@ def build_ipm_lp(spec: LPSpec, net: blocks.Network, tighten: float = TIGHTEN) ->
     else:
         v_cols, v_neg = vp, vm
     m_a, m_lo, _ = blocks.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, cols.n)
+    m_a, m_lo = m_a[keep], m_lo[keep]
     m_a = m_a - sp.csr_matrix((np.ones(n_marg), (np.arange(n_marg), surplus)), shape=m_a.shape)
     parts.append(m_a)
     b_parts.append(m_lo)
@@ -179,15 +188,38 @@ def build_ipm_lp(spec: LPSpec, net: blocks.Network, tighten: float = TIGHTEN) ->
     return IpmLP(op, cost, b, b_exact, upper, decode, implied_upper, u_cols, cscale)
 
 
-def certify(spec: LPSpec, net: blocks.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray):
-    """(dW, db, UB, LB, feasible) for the IPM point x with row duals y; see the module doc."""
+@dataclass
+class Certificate:
+    dW: np.ndarray
+    db: list[np.ndarray]
+    upper: float  # exact objective at (dW, db)
+    lower: float  # valid lower bound of the exact LP's optimum
+    feasible: bool  # every row of the exact LP holds to FEAS_TOL
+    slack: np.ndarray  # (N*(C-1),) margin slack of every margin row (blocks.margin_rows order)
+
+    @property
+    def gap(self) -> float:
+        return (self.upper - self.lower) / max(abs(self.upper), 1e-12)
+
+    @property
+    def ok(self) -> bool:
+        return self.feasible and self.gap <= GAP_TOL
+
+
+def margin_slacks(spec: LPSpec, y_new: np.ndarray) -> np.ndarray:
+    """y[t] - y[c] - (margin + margin_slack) for every margin row, in blocks.margin_rows order."""
+    n, n_cls = y_new.shape
+    others = np.array([[j for j in range(n_cls) if j != t] for t in range(n_cls)])[spec.targets]
+    tgt = y_new[np.arange(n), spec.targets][:, None]
+    return (tgt - np.take_along_axis(y_new, others, 1)).ravel() - (spec.margin + spec.margin_slack)
+
+
+def certify(spec: LPSpec, net: blocks.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:
+    """Decode the IPM point x (row duals y) and certify it; see the module doc."""
     dW, db = lp.decode(x)
     ub_val = objective_value(net, dW, db)
-    y_new = net.z0[-1] + output_changes(net, dW, db)
-    n = y_new.shape[0]
-    marg = y_new[np.arange(n), spec.targets][:, None] - y_new
-    marg[np.arange(n), spec.targets] = np.inf
-    feasible = bool(marg.min() >= spec.margin + spec.margin_slack - FEAS_TOL) if n else True
+    slack = margin_slacks(spec, net.z0[-1] + output_changes(net, dW, db))
+    feasible = bool(slack.min(initial=np.inf) >= -FEAS_TOL)
     if net.n_layers == 2:
         u = spec.inputs @ dW.T + db[0]
         lo, hi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
@@ -195,47 +227,69 @@ def certify(spec: LPSpec, net: blocks.Network, lp: IpmLP, x: np.ndarray, y: np.n
     rc = lp.c - lp.op.rmatvec(y)
     up = lp.implied_upper(ub_val * lp.cscale)
     lb_s = lp.b_exact @ y + np.sum(np.minimum(rc, 0.0) * up) - TIGHTEN * np.sum(np.maximum(rc[lp.u_cols], 0.0))
-    return dW, db, ub_val, float(lb_s) / lp.cscale, feasible
+    return Certificate(dW, db, ub_val, float(lb_s) / lp.cscale, feasible, slack)
+
+
+def initial_margin_rows(spec: LPSpec, net: blocks.Network, per_point: int = INIT_ROWS) -> np.ndarray:
+    """Margin rows the first IPM round includes: per point the ``per_point`` most binding ones
+    and every one the original network violates."""
+    n, n_cls = net.z0[-1].shape
+    need = -margin_slacks(spec, net.z0[-1]).reshape(n, n_cls - 1)  # > 0: the row needs a change
+    rank = np.argsort(np.argsort(-need, axis=1), axis=1)
+    return np.flatnonzero(((rank < per_point) | (need >= 0)).ravel())
 
 
 def solve_fast(spec: LPSpec, net: blocks.Network, solver: str = "auto", options: SolveOptions | None = None) -> LPSolution:
-    """IPM + certificate; falls back to exact column generation when the certificate fails."""
+    """IPM + certificate, with lazy margin rows; falls back to exact column generation when
+    no certificate is reached."""
     from alexnet_repair.repair.colgen import solve_colgen
 
     t0 = time.perf_counter()
     deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
-    lp = build_ipm_lp(spec, net)
-    build = time.perf_counter() - t0
-    best = {}
+    keep = initial_margin_rows(spec, net)
+    build = ipm_time = 0.0
+    iters = {"ipm": 0}
+    cert = None
+    for round_ in range(MAX_ROUNDS):
+        tb = time.perf_counter()
+        lp = build_ipm_lp(spec, net, keep)
+        build += time.perf_counter() - tb
+        state = {}
 
-    def accept(x, y):
-        best["cert"] = cert = certify(spec, net, lp, x, y)
-        return cert[4] and cert[2] - cert[3] <= GAP_TOL * max(abs(cert[2]), 1e-12)
+        def accept(x, y, merit):
+            state["cert"] = c = certify(spec, net, lp, x, y)
+            missing = np.setdiff1d(np.flatnonzero(c.slack < -FEAS_TOL), keep)
+            return c.ok or (missing.size > 0 and merit < 1e-6)  # stop early when rows are missing
 
-    with blas_threads((options.threads if options else None) or IPM_THREADS):
-        res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept)
-    if res.message != "accepted":
-        best["cert"] = certify(spec, net, lp, res.x, res.y)
-    dW, db, ub_val, lb_val, feasible = best["cert"]
-    gap = (ub_val - lb_val) / max(abs(ub_val), 1e-12)
-    log.info("ipm (%s): %s after %d iterations (%.2fs); UB %.12g LB %.12g gap %.2e feasible %s", lp.op.mode,
-             res.message, res.iterations, res.time, ub_val, lb_val, gap, feasible)
+        with blas_threads((options.threads if options else None) or IPM_THREADS):
+            res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept)
+        ipm_time += res.time
+        iters["ipm"] += res.iterations
+        cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
+        log.info("ipm round %d (%s, %d margin rows): %s after %d iterations (%.2fs); UB %.12g LB %.12g gap %.2e "
+                 "feasible %s", round_, lp.op.mode, keep.size, res.message, res.iterations, res.time, cert.upper,
+                 cert.lower, cert.gap, cert.feasible)
+        if cert.ok or (deadline is not None and time.perf_counter() >= deadline):
+            break
+        near = np.flatnonzero(cert.slack < NEAR_ROWS * spec.margin)
+        missing = np.setdiff1d(near, keep)
+        if not np.setdiff1d(np.flatnonzero(cert.slack < -FEAS_TOL), keep).size:
+            break  # every row is in, and still no certificate
+        keep = np.union1d(keep, missing)
     a_nnz = int(lp.op.ax.nnz + lp.op.n_w * np.count_nonzero(spec.inputs) / spec.inputs.shape[1])
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
-    iters = {"ipm": res.iterations}
-    if feasible and gap <= GAP_TOL:
-        return LPSolution(Status.OPTIMAL, dW, db, ub_val, None, build, res.time, "ipm", *sizes,
-                          message=f"ipm ({lp.op.mode}): certified relative gap {gap:.1e} after {res.iterations} iterations",
-                          n_solves=1, iterations=iters)
+    if cert.ok:
+        return LPSolution(Status.OPTIMAL, cert.dW, cert.db, cert.upper, None, build, ipm_time, "ipm", *sizes,
+                          message=f"ipm ({lp.op.mode}, {round_ + 1} rounds): certified relative gap {cert.gap:.1e}",
+                          n_solves=round_ + 1, iterations=iters)
     if deadline is not None and time.perf_counter() >= deadline:
-        return LPSolution(Status.TIME_LIMIT, None, None, None, None, build, res.time, "ipm", *sizes,
-                          message=f"time limit in the IPM ({res.message})", n_solves=1, iterations=iters)
-    log.info("ipm: not certified (gap %.2e, feasible %s); falling back to column generation", gap, feasible)
+        return LPSolution(Status.TIME_LIMIT, None, None, None, None, build, ipm_time, "ipm", *sizes,
+                          message=f"time limit in the IPM ({res.message})", n_solves=round_ + 1, iterations=iters)
+    log.info("ipm: not certified (gap %.2e, feasible %s); falling back to column generation", cert.gap, cert.feasible)
     remaining = None if deadline is None else deadline - time.perf_counter()
-    sol = solve_colgen(spec, net, solver=solver,
-                       options=replace(options or SolveOptions(), time_limit=remaining))
+    sol = solve_colgen(spec, net, solver=solver, options=replace(options or SolveOptions(), time_limit=remaining))
     sol.build_time += build
-    sol.solve_time += res.time
+    sol.solve_time += ipm_time
     sol.formulation = "ipm->colgen"
-    sol.iterations["ipm"] = res.iterations
+    sol.iterations["ipm"] = iters["ipm"]
     return sol

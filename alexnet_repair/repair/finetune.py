@@ -25,13 +25,13 @@ from .engine import RepairResult, apply_solution, layer_inputs, parse_rows, veri
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LR = {"adam": 1e-3, "sgd": 1e-2}
+DEFAULT_LR = {"adam": 1e-2, "sgd": 1e-1}
 
 
 @dataclass
 class FTConfig:
     max_steps: int = 1000         # optimiser steps at most; fewer when every edit image meets the margin earlier
-    lr: float | None = None       # learning rate; None = 1e-3 for adam, 1e-2 for sgd
+    lr: float | None = None       # learning rate; None = 1e-2 for adam, 1e-1 for sgd
     optimizer: str = "adam"       # "adam" or "sgd" (momentum 0.9)
     replay: int = 0               # training images mixed into every step (cross-entropy); 0 = plain FT
     replay_pool: int = 2048       # training images (drawn once, seeded) whose features the replay batches come from
@@ -154,7 +154,7 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     check = verify(model, repaired, images, labels, config, rows, device, check_patterns=False)
     n_params = sum(d.numel() for d in net.deltas)
     result = RepairResult(status="error", message="", config=config, rows=None if rows is None else rows.tolist(),
-                          verification=check, objective=loss_value, build_time=prep, solve_time=train_time,
+                          verification=check, build_time=prep, solve_time=train_time,
                           solver=f"torch-{ft.optimizer}", solver_version=torch.__version__, formulation="ft",
                           iterations={"steps": steps}, n_vars=n_params, n_solves=1,
                           details={"ft": asdict(ft) | {"lr": lr}, "final_loss": loss_value,

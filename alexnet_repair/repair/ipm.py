@@ -42,12 +42,13 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
 
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
-              refine: int = 2) -> IPMResult:
+              refine: int = 2, correctors: int = 3) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
-    ``accept(x, y) -> bool`` is asked at every iterate whose residuals and gap are below
+    ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
     ``accept_below``; the first accepted iterate is returned (converged=True).
-    ``refine`` steps of iterative refinement are applied to every normal-equations solve.
+    ``refine`` steps of iterative refinement are applied to every normal-equations solve;
+    up to ``correctors`` Gondzio centrality correctors per iteration (they reuse the factor).
     """
     t0 = time.perf_counter()
     n = c.size
@@ -77,7 +78,7 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
             converged, msg = True, "converged"
             break
         merit = max(p_res, d_res, gap)
-        if accept is not None and merit < accept_below and accept(x, y):
+        if accept is not None and merit < accept_below and accept(x, y, merit):
             converged, msg = True, "accepted"
             break
         if merit < best[0]:
@@ -97,28 +98,51 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         theta = 1.0 / inv_theta
         op.factor(theta)
 
-        def newton(r_xz, r_ws):
-            rho = rc - r_xz / x + np.where(bnd, (r_ws - s * ru) / w, 0.0)
-            rhs = rb + op.matvec(theta * rho)
+        def newton(r_xz, r_ws, linear=True):
+            rb_, rc_, ru_ = (rb, rc, ru) if linear else (0.0, 0.0, 0.0)
+            rho = rc_ - r_xz / x + np.where(bnd, (r_ws - s * ru_) / w, 0.0)
+            rhs = rb_ + op.matvec(theta * rho)
             dy = op.solve(rhs)
             for _ in range(refine):
                 dy += op.solve(rhs - op.matvec(theta * op.rmatvec(dy)))
             dx = theta * (op.rmatvec(dy) - rho)
             dz = (r_xz - z * dx) / x
-            dw = np.where(bnd, ru - dx, 0.0)
+            dw = np.where(bnd, ru_ - dx, 0.0)
             ds = np.where(bnd, (r_ws - s * dw) / w, 0.0)
-            return dx, dy, dz, dw, ds
+            return [dx, dy, dz, dw, ds]
 
-        dx, dy, dz, dw, ds = newton(-x * z, np.where(bnd, -w * s, 0.0))
-        ap = min(_max_step(x, dx), _max_step(w[bnd], dw[bnd]))
-        ad = min(_max_step(z, dz), _max_step(s[bnd], ds[bnd]))
+        def steps(d):
+            dx, _, dz, dw, ds = d
+            return (min(_max_step(x, dx), _max_step(w[bnd], dw[bnd])),
+                    min(_max_step(z, dz), _max_step(s[bnd], ds[bnd])))
+
+        d = newton(-x * z, np.where(bnd, -w * s, 0.0))  # predictor (affine scaling)
+        ap, ad = steps(d)
+        dx, _, dz, dw, ds = d
         mu_aff = ((x + ap * dx) @ (z + ad * dz) + (w + ap * dw)[bnd] @ (s + ad * ds)[bnd]) / (n + nb)
         sigma = (mu_aff / mu) ** 3
-        dx, dy, dz, dw, ds = newton(sigma * mu - x * z - dx * dz, np.where(bnd, sigma * mu - w * s - dw * ds, 0.0))
+        d = newton(sigma * mu - x * z - dx * dz, np.where(bnd, sigma * mu - w * s - dw * ds, 0.0))
+        ap, ad = steps(d)
+        for _ in range(correctors):  # Gondzio's multiple centrality correctors
+            ap_t, ad_t = min(1.0, ap + 0.2), min(1.0, ad + 0.2)
+            dx, _, dz, dw, ds = d
+            vx = (x + ap_t * dx) * (z + ad_t * dz)
+            vw = np.where(bnd, (w + ap_t * dw) * (s + ad_t * ds), sigma * mu)
+            lo_t, hi_t = 0.1 * sigma * mu, 10.0 * sigma * mu
+            cx = np.clip(vx, lo_t, hi_t) - vx
+            cw = np.where(bnd, np.clip(vw, lo_t, hi_t) - vw, 0.0)
+            cx, cw = np.maximum(cx, -hi_t), np.maximum(cw, -hi_t)
+            dc = newton(cx, cw, linear=False)
+            d_new = [u + v for u, v in zip(d, dc)]
+            ap2, ad2 = steps(d_new)
+            if ap2 + ad2 < 1.02 * (ap + ad):
+                break
+            d, ap, ad = d_new, ap2, ad2
+        dx, dy, dz, dw, ds = d
         eta = max(0.9, 1.0 - 10 * mu / max(abs(pobj), 1.0)) if it > 5 else 0.9
         eta = min(eta, 0.9995)
-        ap = eta * min(_max_step(x, dx), _max_step(w[bnd], dw[bnd]))
-        ad = eta * min(_max_step(z, dz), _max_step(s[bnd], ds[bnd]))
+        ap, ad = eta * ap, eta * ad
+        log.debug("ipm %3d: sigma %.2e step primal %.3f dual %.3f", it, sigma, ap, ad)
         x, w = x + ap * dx, np.where(bnd, w + ap * dw, 1.0)
         y, z, s = y + ad * dy, z + ad * dz, np.where(bnd, s + ad * ds, 0.0)
     return IPMResult(converged, x, y, z, s, it + 1, pobj, dobj, gap, p_res, d_res, time.perf_counter() - t0, msg)

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from ..data import CLASS_NAMES
 from ..solvers import Problem, SolveOptions, Status, solve
 from . import blocks
 from .lp import LPSpec, solve_repair_lp
@@ -264,7 +265,7 @@ def repair_max_fixed(model, images, labels, config, rows, spec: LPSpec, result, 
         result.message = "repaired model failed verification on the fixable subset: " + "; ".join(check.reasons)
         return
     result.status, result.model = "partial", repaired
-    unfix = ", ".join(f"{i} (class {c})" for i, c in zip(result.unfixable_indices[:10], result.unfixable_labels))
+    unfix = ", ".join(f"{i} ({CLASS_NAMES[c]})" for i, c in zip(result.unfixable_indices[:10], result.unfixable_labels))
     more = " ..." if len(result.unfixable_indices) > 10 else ""
     result.message = (f"{keep.size} of {len(labels_np)} edit images fixed (the "
                       f"{'proven maximum' if proven else f'best found, at most {milp.bound} fixable'}); not fixed: "

@@ -1,0 +1,109 @@
+"""Benchmark the repair LP formulations on canonical AlexNet classifier shapes.
+
+Synthetic but realistic instances (alexnet_repair.repair.synthetic): post-ReLU features with
+~55% zeros, a trained-ish last layer, edit points the synthetic network really misclassifies.
+Each (case, formulation) runs in its own process so that its peak memory is its own.
+One line per run on stdout; every solution is re-checked in float32 (repair.check).
+
+    uv run python bench/bench_repair.py                       # the default cases, formulation auto
+    uv run python bench/bench_repair.py --cases last-100 --formulations straightforward colgen ipm
+    uv run python bench/bench_repair.py --cases penult-50 --time-limit 900 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CASES = {  # name: (widths of layers k..m, N, editable rows of layer k or None = all)
+    "last-10": ((4096, 10), 10, None),
+    "last-100": ((4096, 10), 100, None),
+    "last-1000": ((4096, 10), 1000, None),
+    "penult-10": ((4096, 4096, 10), 10, 256),
+    "penult-50": ((4096, 4096, 10), 50, 256),
+    "small-last": ((512, 10), 50, None),
+    "small-hidden": ((512, 256, 10), 20, 64),
+}
+DEFAULT_CASES = ["last-10", "last-100", "penult-10"]
+FIELDS = ["case", "layer", "N", "R", "formulation", "status", "vars", "rows", "nnz", "build_s", "solve_s",
+          "total_s", "peak_MB", "objective", "min_margin", "ok", "message"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="+", default=DEFAULT_CASES, choices=sorted(CASES), help="cases to run")
+    p.add_argument("--formulations", "--formulation", nargs="+", default=["auto"],
+                   choices=["auto", "straightforward", "colgen", "ipm"], help="formulations to run")
+    p.add_argument("--objective", default="linf+l1n", help="LP objective (default linf+l1n)")
+    p.add_argument("--solver", default="highs", help="LP backend for simplex-based formulations")
+    p.add_argument("--time-limit", type=float, default=600.0, help="seconds per run (default 600)")
+    p.add_argument("--threads", type=int, default=None, help="solver / BLAS threads (default: library default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object per run instead of a table")
+    p.add_argument("--one", nargs=2, metavar=("CASE", "FORMULATION"), help=argparse.SUPPRESS)
+    return p
+
+
+def run_one(args) -> dict:
+    """Run one (case, formulation) in this process and return its result row."""
+    import numpy as np
+
+    from alexnet_repair.repair.check import check_solution
+    from alexnet_repair.repair.lp import solve_repair_lp
+    from alexnet_repair.repair.synthetic import make_instance
+    from alexnet_repair.solvers import SolveOptions
+
+    case, formulation = args.one
+    dims, n, rows = CASES[case]
+    spec = make_instance(n, dims, n_rows=rows, seed=args.seed, objective=args.objective)
+    t0 = time.perf_counter()
+    sol = solve_repair_lp(spec, solver=args.solver, formulation=formulation,
+                          options=SolveOptions(time_limit=args.time_limit, threads=args.threads))
+    total = time.perf_counter() - t0
+    row = {"case": case, "layer": "last" if len(dims) == 2 else "penultimate", "N": n,
+           "R": rows if rows is not None else dims[1], "formulation": sol.formulation, "status": sol.status.value,
+           "vars": sol.n_vars, "rows": sol.n_rows, "nnz": sol.nnz, "build_s": round(sol.build_time, 2),
+           "solve_s": round(sol.solve_time, 2), "total_s": round(total, 2),
+           "peak_MB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "objective": sol.objective,
+           "min_margin": None, "ok": None, "message": sol.message}
+    if sol.dW is not None:
+        rep = check_solution(spec, sol.dW, sol.db)
+        row["min_margin"], row["ok"] = round(float(rep.min_margin), 6), bool(rep.ok)
+        row["objective"] = float(np.round(sol.objective, 10))
+    return row
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return 0
+    if not args.json:
+        print("  ".join(f"{f:>11}" for f in FIELDS[:-1]), flush=True)
+    failures = 0
+    for case in args.cases:
+        for formulation in args.formulations:
+            cmd = [sys.executable, __file__, "--one", case, formulation, "--objective", args.objective,
+                   "--solver", args.solver, "--time-limit", str(args.time_limit), "--seed", str(args.seed)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 or not proc.stdout.strip():
+                failures += 1
+                print(f"{case} {formulation}: FAILED\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            failures += row["ok"] is False
+            if args.json:
+                print(json.dumps(row), flush=True)
+            else:
+                print("  ".join(f"{str(row[f]):>11}" for f in FIELDS[:-1]), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
