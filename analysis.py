@@ -2,7 +2,8 @@
 
 Reads one or more CSVs (e.g. the shards of one sweep; a run found in several counts once) and writes to
 results/analysis/: summary.csv and summary.md, exponents.csv (runtime ~ size^k), per_class_change.csv, one PNG
-per plot, contact sheets of a few edit sets, and report.html with all of it embedded.
+per plot, contact sheets of a few edit sets, and report.html with all of it embedded. A sweep over several
+--methods (aprnn, ft) also gets methods.csv/.md and the side-by-side plot methods.png.
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def main(argv=None) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     table, fits, classes = an.summary(df), an.exponents(df), an.per_class_matrix(df)
+    methods = an.methods_table(df)
     markdown = an.to_markdown(table)
     written = report.write_table(table, out, "summary", markdown)
     written += report.write_table(fits, out, "exponents", an.to_markdown(fits))
+    if methods is not None:
+        written += report.write_table(methods, out, "methods", an.to_markdown(methods))
     written.append(atomic_write_text(out / "per_class_change.csv", classes.to_csv()))
     figs = report.write_figures(an.figures(df, fits), out)
     sheets, notes = report.contact_sheets(df, out, args.contact_sheets, args.data_dir)
@@ -53,11 +57,14 @@ def main(argv=None) -> int:
              f"Sweep checkpoints: {', '.join(sorted(df['weights_sha256'].dropna().astype(str).str[:12].unique()))}; "
              f"toolkit commits: {', '.join(sorted(df['git_commit'].dropna().astype(str).unique())) or '-'}; "
              f"analysis at commit {git_commit() or '-'}."]
-    page = report.build_html("Repair sweep report", intro, [("Summary by type and size", table),
-                                                             ("Runtime growth exponents", fits)],
-                             figs, sheets, notes)
+    tables = [("Summary by type and size", table), ("Runtime growth exponents", fits)]
+    if methods is not None:
+        tables.insert(1, ("Methods side by side (provable repair vs fine-tuning)", methods))
+    page = report.build_html("Repair sweep report", intro, tables, figs, sheets, notes)
     written.append(atomic_write_text(out / "report.html", page))
     print(markdown)
+    if methods is not None:
+        print(an.to_markdown(methods))
     print(f"runtime exponent (all runs): {overall['exponent']:.3f} over {overall['points']} runs")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

@@ -23,7 +23,7 @@ NUMERIC = ["requested_repair_set_size", "actual_repair_set_size", "target_class"
            "repair_runtime_seconds", "build_time", "solve_time", "drawdown", "generalization", "worst_class_change",
            "max_abs_change", "saved_min_margin", "min_margin", "baseline_accuracy_test_set",
            "repaired_accuracy_test_set", "baseline_holdout_accuracy", "repaired_holdout_accuracy", "n_vars",
-           "n_rows", "nnz", "solver_iterations", "wall_time"]
+           "n_rows", "nnz", "solver_iterations", "wall_time", "efficacy", "fixed_count"]
 
 
 def load_csvs(paths, schema: str, required: list[str], key: str, numeric: list[str], tool_hint: str) -> pd.DataFrame:
@@ -92,6 +92,24 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     table = base.join(cost).reset_index()
     table.insert(4, "success_rate", 100.0 * table["successes"] / table["runs"])
     return table
+
+
+def methods_table(df: pd.DataFrame) -> pd.DataFrame | None:
+    """Provable repair vs fine-tuning, one line per (method, type, size); None when the sweep has one method.
+
+    Efficacy and the costs count every run that returned a model (a partial fine-tuning or max-fixed repair too).
+    """
+    if "method" not in df or df["method"].nunique() < 2:
+        return None
+    group = ["method", "repair_set_type", "requested_repair_set_size"]
+    modelled = df[df["drawdown"].notna()]
+    base = df.groupby(group).agg(runs=("experiment_id", "size"), successes=("success", "sum"),
+                                 median_repair_time_s=("repair_runtime_seconds", "median"))
+    cost = modelled.groupby(group).agg(mean_efficacy=("efficacy", "mean"), mean_fixed=("fixed_count", "mean"),
+                                       mean_drawdown=("drawdown", "mean"),
+                                       mean_generalization=("generalization", "mean"),
+                                       mean_max_abs_change=("max_abs_change", "mean"))
+    return base.join(cost).reset_index()
 
 
 def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
@@ -233,6 +251,30 @@ def fig_cost_vs_bound_margin(df: pd.DataFrame):
     return fig
 
 
+def fig_methods(df: pd.DataFrame):
+    """Side by side per method: drawdown against efficacy (each run with a model), and repair time against size."""
+    if "method" not in df or df["method"].nunique() < 2:
+        return None
+    fig, (a, b) = _figure(2)
+    for (name, part), marker in zip(df.groupby("method"), "os^vD"):
+        got = part[part["drawdown"].notna()]
+        a.scatter(got["efficacy"], got["drawdown"], marker=marker, alpha=0.8, label=name)
+        for _, run in got.iterrows():
+            a.annotate(f"n={run['actual_repair_set_size']:g}", (run["efficacy"], run["drawdown"]), fontsize=7,
+                       xytext=(3, 3), textcoords="offset points")
+        times = part.groupby("requested_repair_set_size")["repair_runtime_seconds"].median().sort_index()
+        b.plot(times.index, times.values, marker=marker, label=name)
+    a.set(xlabel="efficacy (% of edit images classified right)", ylabel="drawdown (points)",
+          title="Drawdown vs efficacy by method")
+    a.axhline(0, color="grey", lw=0.8)
+    b.set_yscale("log")
+    b.set(xlabel="requested edit-set size", ylabel="median repair time (s)", title="Time by method")
+    for ax in (a, b):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def fig_per_class(matrix: pd.DataFrame):
     if matrix.empty:
         return None
@@ -261,5 +303,8 @@ def figures(df: pd.DataFrame, fits: pd.DataFrame) -> dict:
                                                "runs, mean and standard deviation."),
         "cost_vs_bound_margin": (fig_cost_vs_bound_margin(df), "Drawdown against the parameter bound and the margin."),
         "per_class_change": (fig_per_class(per_class_matrix(df)), "Which classes lose accuracy."),
+        "methods": (fig_methods(df), "Provable repair vs fine-tuning on the same edit sets and editable parameters: "
+                                     "drawdown against efficacy for every run that returned a model (fine-tuning "
+                                     "may fix fewer than all edit images), and the median repair time."),
     }
     return {name: item for name, item in items.items() if item[0] is not None}

@@ -128,3 +128,28 @@ def test_run_repair_ft_replay_reads_the_train_split(workdir, capsys, editset_pat
                           str(cifar_dir), "--no-download", "--output", str(workdir / "artifacts/r.pth"))
     assert code in (0, 1) and rec is not None, err
     assert rec["details"]["ft"]["replay"] == 4 and rec["iterations"]["steps"] <= 5
+
+
+def test_sweep_with_both_methods_and_the_side_by_side_analysis(tmp_path, cifar_dir, fitted_checkpoint):
+    import csv
+    from contextlib import chdir
+
+    import analysis
+    import experiment_runner
+
+    args = ["--dataset", "cifar10", "--data-dir", str(cifar_dir), "--no-download", "--weights",
+            str(fitted_checkpoint), "--solver", "highs", "--threads", "1", "--quiet", "--repair-set-sizes", "3", "6",
+            "--repair-set-types", "misclassified", "--param-bound", "20", "--margin", "0.5", "--methods", "aprnn",
+            "ft", "--output-file", "results/experiment.csv"]
+    with chdir(tmp_path):
+        assert experiment_runner.main(args) == 0
+        assert analysis.main(["results/experiment.csv", "--contact-sheets", "0"]) == 0
+    with open(tmp_path / "results/experiment.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["method"] for r in rows) == ["aprnn", "aprnn", "ft", "ft"]
+    for row in rows:
+        assert row["drawdown"] != "" and float(row["efficacy"]) > 0 and row["fixed_count"] != ""
+    out = tmp_path / "results/analysis"
+    with open(out / "methods.csv", newline="") as handle:
+        assert {r["method"] for r in csv.DictReader(handle)} == {"aprnn", "ft"}
+    assert (out / "methods.png").stat().st_size > 0 and "Methods side by side" in (out / "report.html").read_text()

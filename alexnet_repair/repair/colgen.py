@@ -34,7 +34,7 @@ ROW_TOL = 1e-9  # a lazy row is violated when off by more than this
 class _Master:
     """The fixed part of the restricted LP; ``problem(E, lazy)`` adds the working set and lazy rows."""
 
-    def __init__(self, spec: LPSpec, net: blocks.Network, big_m: float):
+    def __init__(self, spec: LPSpec, net: blocks.Network, big_m: float, cscale: float = 1.0):
         self.spec, self.net = spec, net
         self.terms = terms = objective_terms(spec)
         n_pts, n_in = spec.inputs.shape
@@ -117,13 +117,14 @@ class _Master:
         if L > 1:
             plo, phi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
             self.col_lo[u], self.col_hi[u] = plo, phi
+        self.cscale = cscale
         self.c = np.zeros(rc.n)
         for p, m in zip(dbp, dbm):
-            self.c[p] = self.c[m] = terms.w_l1
+            self.c[p] = self.c[m] = terms.w_l1 * cscale
         if split_v:
-            self.c[vp] = self.c[vm] = terms.w_l1
+            self.c[vp] = self.c[vm] = terms.w_l1 * cscale
         if terms.w_inf:
-            self.c[self.t] = terms.w_inf
+            self.c[self.t] = terms.w_inf * cscale
         self.c[self.s] = big_m
         self.dbp, self.dbm, self.u, self.vu, self.vdb, self.vn = dbp, dbm, u, vu, vdb, vc.n
         self.blocks_v = [vp] + ([vm] if split_v else [])
@@ -168,7 +169,7 @@ class _Master:
             row_lo = np.r_[row_lo, np.full(k, -np.inf)]
             row_hi = np.r_[row_hi, np.zeros(k)]
         B = self.spec.bound
-        c = np.r_[self.c, np.full(2 * e, self.terms.w_l1)]
+        c = np.r_[self.c, np.full(2 * e, self.terms.w_l1 * self.cscale)]
         return Problem(c=c, A=A, row_lo=row_lo, row_hi=row_hi, col_lo=np.r_[self.col_lo, np.zeros(2 * e)],
                        col_hi=np.r_[self.col_hi, np.full(2 * e, B)], name="repair-colgen")
 
@@ -199,9 +200,10 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
     t_start = time.perf_counter()
     deadline = None if options.time_limit is None else t_start + options.time_limit
     terms = objective_terms(spec)
-    scale = max(terms.w_inf, terms.w_l1 * terms.length)  # objective ~ O(scale)
+    cscale = 1.0 / terms.w_l1 if terms.w_l1 else 1.0  # solve with O(1) costs (simplex converges faster)
+    scale = max(terms.w_inf, terms.w_l1 * terms.length) * cscale  # scaled objective ~ O(scale)
     big_m = big_m if big_m is not None else 1e4 * scale
-    master = _Master(spec, net, big_m)
+    master = _Master(spec, net, big_m, cscale)
     n_r, n_in = net.rows.size, spec.inputs.shape[1]
     solver = _resolve_backend(solver, master.n_fixed + 2 * n_r * n_in, master.A_fixed.shape[0])
     per_round = per_round or max(256, 2 * master.n_def)
@@ -253,7 +255,7 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
                 pts, units = np.nonzero((dz[layer - 1] < lo - ROW_TOL) | (dz[layer - 1] > hi + ROW_TOL))
                 master.add_pattern_rows(layer, pts, units)
                 added_rows += pts.size
-        w_l1 = 0.0 if phase1 else terms.w_l1
+        w_l1 = 0.0 if phase1 else terms.w_l1 * cscale
         g = y[:master.n_def].reshape(-1, n_r).T @ spec.inputs  # (|R|, in): reduced cost of dW+ is w_l1 + g
         rc = w_l1 - np.abs(g)
         rc[in_set] = np.inf
@@ -280,7 +282,7 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
             sol.dW = np.zeros((n_r, n_in))
             sol.dW[r_sel, j_sel] = dw
             sol.db = db
-            sol.objective = float(res.objective - big_m * slack)
+            sol.objective = float(res.objective - big_m * slack) / cscale
             break
         if phase1:
             sol.status, sol.message = Status.INFEASIBLE, f"infeasible: min total margin violation {slack:.3g}"

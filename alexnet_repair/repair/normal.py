@@ -96,8 +96,14 @@ class BlockOperator:
         if self.mode == "schur-o":
             self.K_inv = np.linalg.inv(K)
             S = g[n_d:, n_d:].toarray()
+            per_block = [np.unique(self.g_do[self.blk[r]].indices) for r in range(n_r)]
             cols = np.unique(self.g_do.indices)  # O rows coupled to D at all
-            if cols.size:
+            if sum(c.size for c in per_block) < 0.5 * n_r * cols.size:  # blocks touch few O rows each
+                for r, cr in enumerate(per_block):
+                    if cr.size:
+                        sub = self.g_do[self.blk[r]][:, cr]
+                        S[np.ix_(cr, cr)] -= np.asarray(sub.T @ (self.K_inv[r] @ sub.toarray()))
+            elif cols.size:  # all blocks touch the same rows: one batched product
                 gdo = self.g_do[:, cols]
                 dense = gdo.toarray().reshape(n_pts, n_r, cols.size).transpose(1, 0, 2)
                 Z = np.matmul(self.K_inv, dense).transpose(1, 0, 2).reshape(n_d, cols.size)
