@@ -130,6 +130,7 @@ def test_run_repair_ft_replay_reads_the_train_split(workdir, capsys, editset_pat
     assert rec["details"]["ft"]["replay"] == 4 and rec["iterations"]["steps"] <= 5
 
 
+@pytest.mark.slow
 def test_sweep_with_both_methods_and_the_side_by_side_analysis(tmp_path, cifar_dir, fitted_checkpoint):
     import csv
     from contextlib import chdir
