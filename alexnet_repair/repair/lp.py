@@ -268,7 +268,10 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     from alexnet_repair.repair.fastlp import ipm_applicable, solve_fast
 
     if formulation in ("ipm", "auto") and ipm_applicable(spec):
-        return solve_fast(spec, net, solver=solver, options=options)
+        try:
+            return solve_fast(spec, net, solver=solver, options=options)
+        except np.linalg.LinAlgError as err:  # a numerically singular normal system: the exact path still works
+            log.warning("structured IPM failed (%s): falling back to column generation", err)
     if formulation == "ipm":
         log.info("the ipm formulation does not cover this case (objective %s, %d layers): using colgen",
                  spec.objective, len(spec.weights))
