@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["auto", "straightforward", "colgen", "ipm"], help="formulations to run")
     p.add_argument("--objective", default="linf+l1n", help="LP objective (default linf+l1n)")
     p.add_argument("--solver", default="highs", help="LP backend for simplex-based formulations")
+    p.add_argument("--algorithm", default="auto", help="LP algorithm for the HiGHS solves (auto, simplex, ipm, ...)")
     p.add_argument("--time-limit", type=float, default=600.0, help="seconds per run (default 600)")
     p.add_argument("--threads", type=int, default=None, help="solver / BLAS threads (default: library default)")
     p.add_argument("--seed", type=int, default=0)
@@ -62,7 +63,8 @@ def run_one(args) -> dict:
     spec = make_instance(n, dims, n_rows=rows, seed=args.seed, objective=args.objective)
     t0 = time.perf_counter()
     sol = solve_repair_lp(spec, solver=args.solver, formulation=formulation,
-                          options=SolveOptions(time_limit=args.time_limit, threads=args.threads))
+                          options=SolveOptions(algorithm=args.algorithm, time_limit=args.time_limit,
+                                              threads=args.threads))
     total = time.perf_counter() - t0
     row = {"case": case, "layer": "last" if len(dims) == 2 else "penultimate", "N": n,
            "R": rows if rows is not None else dims[1], "formulation": sol.formulation, "status": sol.status.value,
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     for case in args.cases:
         for formulation in args.formulations:
             cmd = [sys.executable, __file__, "--one", case, formulation, "--objective", args.objective,
-                   "--solver", args.solver, "--time-limit", str(args.time_limit), "--seed", str(args.seed)]
+                   "--solver", args.solver, "--algorithm", args.algorithm, "--time-limit", str(args.time_limit), "--seed", str(args.seed)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -108,6 +108,27 @@ def test_infeasible(formulation):
     assert sol.dW is None and sol.objective is None
 
 
+def test_colgen_wide_layer_near_the_bound():
+    """A 4096-input last layer with a tight bound: the old big-M master was too badly scaled for
+    HiGHS ("model status: Not Set"); the two-phase colgen solves it to the IPM's optimum."""
+    spec = make_instance(10, (4096, 10), seed=0, param_bound=0.01)
+    sol = solve_repair_lp(spec, solver="highs", formulation="colgen")
+    assert_valid(spec, sol)
+    assert np.abs(sol.dW).max() <= spec.param_bound
+    ref = solve_repair_lp(spec, solver="highs", formulation="ipm")
+    assert ref.formulation == "ipm"
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
+
+
+def test_colgen_wide_layer_infeasible():
+    """Phase 1 proves infeasibility (the case that raised SolverError before) and nothing is returned."""
+    spec = make_instance(4, (4096, 10), seed=0, param_bound=0.001)
+    sol = solve_repair_lp(spec, solver="highs", formulation="colgen")
+    assert sol.status == Status.INFEASIBLE
+    assert sol.dW is None and sol.objective is None
+    assert "margin violation" in sol.message
+
+
 @pytest.mark.parametrize("formulation", FORMULATIONS)
 def test_time_limit(formulation):
     spec = make_instance(60, (512, 10), seed=4)

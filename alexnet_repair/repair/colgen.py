@@ -2,15 +2,21 @@
 
 Restricted master LP (columns): dW+/dW- only for a working set E of entries (r, j),
 db+/db- for every bias, u (pre-activation changes of layer k, L > 1), v+/v- (logit changes),
-t (the inf-norm level) and an elastic slack s >= 0 on every margin row (cost ``big_m``).
-Rows: u-definitions, logit definitions (L > 1), margins, |v| <= t, |db| <= t, and lazily
-|dW_e| <= t (entry e in E) and the pattern rows of layers k+2..m-1 (added when violated).
+t (the inf-norm level), an elastic slack s >= 0 on every margin row and a pair of elastic
+slacks on every lazy pattern row. Rows: u-definitions, logit definitions (L > 1), margins,
+|v| <= t, |db| <= t, and lazily |dW_e| <= t (entry e in E) and the pattern rows of layers
+k+2..m-1 (added when violated).
+
+Two phases, no big-M: phase 1 minimises the total slack (the objective is 0 elsewhere);
+when it reaches 0, phase 2 fixes every slack at 0 and minimises the real objective. A phase-2
+master made infeasible by a new lazy row goes back to phase 1. Phase 1 ending with slack > 0,
+no column pricing out and no row violated proves the exact LP infeasible.
 
 Pricing is exact: a missing column dW+_rj has reduced cost w_l1 + G_rj (dW-_rj: w_l1 - G_rj)
 with G = Y^T A, Y (N, |R|) the duals of the u-definition rows and A (N, in_k) the inputs;
-its |dW| <= t row would be slack (t > 0), so its dual is 0. A missing row is satisfied by the
-current point. So when no column prices out, no row is violated and s = 0, the restricted
-optimum is an optimum of the exact LP (same objective, every row satisfied).
+its |dW| <= t row would be slack (t > 0), so its dual is 0 (w_l1 = 0 in phase 1, where t is
+free). A missing row is satisfied by the current point. So when no column prices out and no
+row is violated in phase 2, the restricted optimum is an optimum of the exact LP.
 """
 
 from __future__ import annotations
@@ -29,12 +35,13 @@ log = logging.getLogger(__name__)
 
 RC_TOL = 1e-9  # a column prices out when its reduced cost < -RC_TOL * (cost scale)
 ROW_TOL = 1e-9  # a lazy row is violated when off by more than this
+SLACK_TOL = 1e-9  # phase 1 calls the restricted master feasible at this total slack
 
 
 class _Master:
     """The fixed part of the restricted LP; ``problem(E, lazy)`` adds the working set and lazy rows."""
 
-    def __init__(self, spec: LPSpec, net: blocks.Network, big_m: float, cscale: float = 1.0):
+    def __init__(self, spec: LPSpec, net: blocks.Network, cscale: float = 1.0):
         self.spec, self.net = spec, net
         self.terms = terms = objective_terms(spec)
         n_pts, n_in = spec.inputs.shape
@@ -125,7 +132,6 @@ class _Master:
             self.c[vp] = self.c[vm] = terms.w_l1 * cscale
         if terms.w_inf:
             self.c[self.t] = terms.w_inf * cscale
-        self.c[self.s] = big_m
         self.dbp, self.dbm, self.u, self.vu, self.vdb, self.vn = dbp, dbm, u, vu, vdb, vc.n
         self.blocks_v = [vp] + ([vm] if split_v else [])
         self.inputs_t = sp.csr_matrix(spec.inputs.T)
@@ -146,8 +152,12 @@ class _Master:
                                                 self.spec.pattern_eps)
         self.lazy_rows.append(aff.tocsr()); self.lazy_lo.append(plo); self.lazy_hi.append(phi)
 
-    def problem(self, r_sel: np.ndarray, j_sel: np.ndarray, epi: np.ndarray) -> Problem:
-        """LP with working set E = (r_sel, j_sel) and |dW_e| <= t rows for the entries ``epi``."""
+    def problem(self, r_sel: np.ndarray, j_sel: np.ndarray, epi: np.ndarray, phase1: bool) -> Problem:
+        """LP with working set E = (r_sel, j_sel) and |dW_e| <= t rows for the entries ``epi``.
+
+        Columns: the fixed ones, dW+ (E), dW- (E), then slack pairs of the lazy pattern rows. Phase 1
+        minimises the slacks alone; phase 2 fixes them at 0 and minimises the real objective.
+        """
         e = r_sel.size
         wb = blocks.weight_block(self.inputs_t, r_sel, j_sel, self.net.rows.size)
         n_rows_fixed = self.A_fixed.shape[0]
@@ -156,7 +166,9 @@ class _Master:
         fixed = sp.vstack(parts).tocsc() if self.lazy_rows else self.A_fixed.tocsc()
         n_lazy = fixed.shape[0] - n_rows_fixed
         wb = sp.vstack([wb, sp.csc_matrix((n_lazy, e))]).tocsc()
-        A = sp.hstack([fixed, wb, -wb]).tocsc()
+        ar = np.arange(n_lazy)
+        eye = sp.csc_matrix((np.ones(n_lazy), (n_rows_fixed + ar, ar)), shape=(fixed.shape[0], n_lazy))
+        A = sp.hstack([fixed, wb, -wb, eye, -eye]).tocsc()
         row_lo = np.concatenate([self.row_lo] + self.lazy_lo)
         row_hi = np.concatenate([self.row_hi] + self.lazy_hi)
         if epi.size and self.t is not None:
@@ -168,10 +180,21 @@ class _Master:
             A = sp.vstack([A, epi_rows]).tocsc()
             row_lo = np.r_[row_lo, np.full(k, -np.inf)]
             row_hi = np.r_[row_hi, np.zeros(k)]
+        self.n_lazy = n_lazy
         B = self.spec.bound
-        c = np.r_[self.c, np.full(2 * e, self.terms.w_l1 * self.cscale)]
-        return Problem(c=c, A=A, row_lo=row_lo, row_hi=row_hi, col_lo=np.r_[self.col_lo, np.zeros(2 * e)],
-                       col_hi=np.r_[self.col_hi, np.full(2 * e, B)], name="repair-colgen")
+        col_hi = np.r_[self.col_hi, np.full(2 * e, B), np.full(2 * n_lazy, np.inf if phase1 else 0.0)]
+        if phase1:
+            c = np.zeros(A.shape[1])
+            c[self.s] = c[self.n_fixed + 2 * e:] = 1.0
+        else:
+            c = np.r_[self.c, np.full(2 * e, self.terms.w_l1 * self.cscale), np.zeros(2 * n_lazy)]
+            col_hi[self.s] = 0.0
+        return Problem(c=c, A=A, row_lo=row_lo, row_hi=row_hi, col_lo=np.r_[self.col_lo, np.zeros(2 * e + 2 * n_lazy)], col_hi=col_hi,
+                       name=f"repair-colgen-phase{1 if phase1 else 2}")
+
+    def slack(self, x: np.ndarray, e: int) -> float:
+        """Total elastic slack of a master solution with |E| = e."""
+        return float(x[self.s].sum() + x[self.n_fixed + 2 * e:self.n_fixed + 2 * e + 2 * self.n_lazy].sum())
 
 
 def _split(master: _Master, x: np.ndarray, e: int):
@@ -194,16 +217,15 @@ def _resolve_backend(solver: str, n_vars: int, n_rows: int) -> str:
 
 
 def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", options: SolveOptions | None = None,
-                 per_round: int | None = None, big_m: float | None = None) -> LPSolution:
-    """Exact optimum of the repair LP by column generation over dW (see module doc)."""
+                 per_round: int | None = None) -> LPSolution:
+    """Exact optimum of the repair LP by two-phase column generation over dW (see module doc)."""
     options = options or SolveOptions()
     t_start = time.perf_counter()
     deadline = None if options.time_limit is None else t_start + options.time_limit
     terms = objective_terms(spec)
     cscale = 1.0 / terms.w_l1 if terms.w_l1 else 1.0  # solve with O(1) costs (simplex converges faster)
     scale = max(terms.w_inf, terms.w_l1 * terms.length) * cscale  # scaled objective ~ O(scale)
-    big_m = big_m if big_m is not None else 1e4 * scale
-    master = _Master(spec, net, big_m, cscale)
+    master = _Master(spec, net, cscale)
     n_r, n_in = net.rows.size, spec.inputs.shape[1]
     solver = _resolve_backend(solver, master.n_fixed + 2 * n_r * n_in, master.A_fixed.shape[0])
     per_round = per_round or max(256, 2 * master.n_def)
@@ -213,18 +235,15 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
     epi = np.zeros(0, dtype=np.int64)
     build_time = time.perf_counter() - t_start
     sol = LPSolution(Status.ERROR, None, None, None, None, build_time, 0.0, "colgen", 0, 0, 0)
-    phase1 = False
-    rc_tol = RC_TOL * scale
+    phase1, strict = True, False  # strict: phase 1 prices until no column helps, however small the slack
+    rows_since_phase1 = phase1_rounds = 0
     while True:
         remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
             sol.status, sol.message = Status.TIME_LIMIT, "time limit reached during column generation"
             break
         tb = time.perf_counter()
-        prob = master.problem(r_sel, j_sel, epi)
-        if phase1:
-            prob.c = np.zeros_like(prob.c)
-            prob.c[master.s] = 1.0
+        prob = master.problem(r_sel, j_sel, epi, phase1)
         sol.build_time += time.perf_counter() - tb
         opts = SolveOptions(**{**vars(options), "time_limit": remaining})
         res = solve(prob, solver=solver, options=opts)
@@ -234,15 +253,21 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
             sol.iterations[k] = sol.iterations.get(k, 0) + (v or 0)
         if prob.A.nnz >= sol.nnz:
             sol.n_vars, sol.n_rows, sol.nnz = prob.A.shape[1], prob.A.shape[0], prob.A.nnz
+        if res.status == Status.INFEASIBLE and not phase1:  # a new lazy row cut the restricted point off
+            strict = strict or rows_since_phase1 == 0  # none did: the phase-1 point was only nearly feasible
+            phase1, rows_since_phase1 = True, 0
+            log.debug("colgen round %d: phase-2 master infeasible, back to phase 1", sol.n_solves)
+            continue
         if res.status != Status.OPTIMAL:
             sol.status, sol.message = res.status, f"restricted LP: {res.message}"
             break
         x, y = res.x, res.duals
         e = r_sel.size
         dw, db, u, t = _split(master, x, e)
+        slack = master.slack(x, e)
         pt = time.perf_counter()
         added_rows = 0
-        if master.t is not None and not phase1:  # lazy |dW_e| <= t rows
+        if master.t is not None and not phase1:  # lazy |dW_e| <= t rows (t is free in phase 1)
             have = np.zeros(e, dtype=bool)
             have[epi] = True
             new = np.flatnonzero((np.abs(dw) > t + ROW_TOL) & ~have)
@@ -253,41 +278,42 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
             for layer in range(1, net.n_layers - 1):
                 lo, hi = blocks.pattern_change_bounds(net.z0[layer], net.active[layer], spec.pattern_eps)
                 pts, units = np.nonzero((dz[layer - 1] < lo - ROW_TOL) | (dz[layer - 1] > hi + ROW_TOL))
+                n_before = len(master.lazy_keys)
                 master.add_pattern_rows(layer, pts, units)
-                added_rows += pts.size
+                added_rows += len(master.lazy_keys) - n_before
+        rows_since_phase1 += added_rows
+        if phase1 and not added_rows and slack <= (0.0 if strict else SLACK_TOL):
+            log.debug("colgen round %d: feasible (slack %.3g), phase 2", sol.n_solves, slack)
+            phase1, rows_since_phase1 = False, 0
+            continue
         w_l1 = 0.0 if phase1 else terms.w_l1 * cscale
         g = y[:master.n_def].reshape(-1, n_r).T @ spec.inputs  # (|R|, in): reduced cost of dW+ is w_l1 + g
         rc = w_l1 - np.abs(g)
         rc[in_set] = np.inf
-        cand = np.flatnonzero(rc.ravel() < -rc_tol)
-        if cand.size > per_round:
-            cand = cand[np.argpartition(rc.ravel()[cand], per_round)[:per_round]]
+        cand = np.flatnonzero(rc.ravel() < -RC_TOL * (1.0 if phase1 else scale))
+        # phase 1 doubles its batch each round: near an infeasible (tight) bound it needs most columns
+        batch = per_round * 2 ** phase1_rounds if phase1 else per_round
+        phase1_rounds += phase1
+        if cand.size > batch:
+            cand = cand[np.argpartition(rc.ravel()[cand], batch)[:batch]]
         if cand.size:
             r_new, j_new = np.divmod(cand, n_in)
             in_set[r_new, j_new] = True
             r_sel, j_sel = np.r_[r_sel, r_new], np.r_[j_sel, j_new]
         sol.build_time += time.perf_counter() - pt
-        slack = float(x[master.s].sum())
-        log.debug("colgen round %d: |E|=%d obj=%.10g slack=%.3g +cols=%d +rows=%d min_rc=%.3g",
-                  sol.n_solves, e, res.objective, slack, cand.size, added_rows, rc.min())
+        log.debug("colgen round %d (phase %d): |E|=%d obj=%.10g slack=%.3g +cols=%d +rows=%d min_rc=%.3g",
+                  sol.n_solves, 1 if phase1 else 2, e, res.objective, slack, cand.size, added_rows, rc.min())
         if cand.size or added_rows:
             continue
-        if slack <= 1e-9:
-            if phase1:  # feasible after all: resume the real objective
-                phase1 = False
-                big_m *= 1e3
-                master.c[master.s] = big_m
-                continue
-            sol.status, sol.message = Status.OPTIMAL, f"colgen: {sol.n_solves} solves, |E|={e}"
-            sol.dW = np.zeros((n_r, n_in))
-            sol.dW[r_sel, j_sel] = dw
-            sol.db = db
-            sol.objective = float(res.objective - big_m * slack) / cscale
-            break
         if phase1:
             sol.status, sol.message = Status.INFEASIBLE, f"infeasible: min total margin violation {slack:.3g}"
             break
-        phase1 = True  # decide feasibility with costs on the slacks only
+        sol.status, sol.message = Status.OPTIMAL, f"colgen: {sol.n_solves} solves, |E|={e}"
+        sol.dW = np.zeros((n_r, n_in))
+        sol.dW[r_sel, j_sel] = dw
+        sol.db = db
+        sol.objective = float(res.objective) / cscale
+        break
     log.info("colgen: %s in %d solves, |E|=%d, build %.2fs, solve %.2fs", sol.status.value, sol.n_solves,
              r_sel.size, sol.build_time, sol.solve_time)
     return sol
