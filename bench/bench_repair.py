@@ -90,7 +90,8 @@ def main(argv=None) -> int:
     for case in args.cases:
         for formulation in args.formulations:
             cmd = [sys.executable, __file__, "--one", case, formulation, "--objective", args.objective,
-                   "--solver", args.solver, "--algorithm", args.algorithm, "--time-limit", str(args.time_limit), "--seed", str(args.seed)]
+                   "--solver", args.solver, "--algorithm", args.algorithm, "--time-limit", str(args.time_limit),
+                   "--seed", str(args.seed)]
             if args.threads:
                 cmd += ["--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
