@@ -95,9 +95,14 @@ class RunSpec:
 
     @property
     def experiment_id(self) -> str:
-        cls = "-" if self.target_class is None else self.target_class
-        return safe_name(f"{self.repair_set_type}_n{self.size}_c{cls}_b{self.param_bound:g}_m{self.margin:g}"
-                         f"_l{classifier_stop(self.layer)}_s{self.seed}_{self.method}_{self.solver}")
+        return safe_name(f"{self.repair_set_type}_n{self.size}_{settings_tag(self)}")
+
+
+def settings_tag(spec) -> str:
+    """A RunSpec's or ChainSpec's settings as an id part: class, bound, margin, layer, seed, method, solver."""
+    cls = "-" if spec.target_class is None else spec.target_class
+    return (f"c{cls}_b{spec.param_bound:g}_m{spec.margin:g}_l{classifier_stop(spec.layer)}_s{spec.seed}"
+            f"_{spec.method}_{spec.solver}")
 
 
 @dataclass

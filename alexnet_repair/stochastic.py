@@ -27,7 +27,7 @@ from .csvlog import append_row, is_true, read_csv, replace_rows
 from .data import CLASS_NAMES
 from .editsets import SWEEP_TYPES, EditSet, build_editset
 from .errors import AlexRepairError, DataError
-from .experiments import SweepContext, artifact_dir, method_args, repair_config
+from .experiments import SweepContext, artifact_dir, method_args, repair_config, settings_tag
 from .workers import run_pool, threads_per_worker
 from .featcache import FeatureCache, classifier_stop
 from .model import load_checkpoint, resolve_layer, save_checkpoint
@@ -71,9 +71,7 @@ class ChainSpec:
 
     @property
     def chain_id(self) -> str:
-        cls = "-" if self.target_class is None else self.target_class
-        return safe_name(f"stoch_bs{self.batch_size}_{self.repair_set_type}_c{cls}_b{self.param_bound:g}"
-                         f"_m{self.margin:g}_l{classifier_stop(self.layer)}_s{self.seed}_{self.method}_{self.solver}")
+        return safe_name(f"stoch_bs{self.batch_size}_{self.repair_set_type}_{settings_tag(self)}")
 
 
 def build_chains(types, batch_sizes, classes, bounds, margins, layers, methods, seeds, solver="auto"):

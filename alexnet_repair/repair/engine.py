@@ -171,6 +171,15 @@ def _top_gradient_rows(model, layer, images, labels, count, device) -> np.ndarra
     return np.sort(np.argsort(-score, kind="stable")[:count])
 
 
+def prepare(model: AlexNet, images: torch.Tensor, labels, config: RepairConfig, device="cpu"):
+    """(float32 CPU eval model, int64 labels, editable rows) for a repair; an empty edit set is a UsageError."""
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if len(labels) == 0:
+        raise UsageError("the edit set is empty: nothing to repair")
+    model = model.cpu().float().eval()
+    return model, labels, parse_rows(config.rows, model, config.layer, images, labels, device)
+
+
 def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, rows, device="cpu"):
     """The LPSpec of ``config`` on these edit images (float64 features and weights).
 
@@ -295,12 +304,8 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
     if config.method == "ft":
         from .finetune import finetune
         return finetune(model, images, labels, config, device=device)
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if len(labels) == 0:
-        raise UsageError("the edit set is empty: nothing to repair")
     start = time.perf_counter()
-    model = model.cpu().float().eval()
-    rows = parse_rows(config.rows, model, config.layer, images, labels, device)
+    model, labels, rows = prepare(model, images, labels, config, device)
     spec = lp_spec(model, images, labels, config, rows, device)
     prep = time.perf_counter() - start
     options = SolveOptions(algorithm=config.algorithm, threads=config.threads, time_limit=config.time_limit)

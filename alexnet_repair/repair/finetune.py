@@ -21,7 +21,7 @@ import torch
 
 from ..errors import UsageError
 from ..model import CLASSIFIER_LINEARS
-from .engine import RepairResult, apply_solution, layer_inputs, parse_rows, verify
+from .engine import RepairResult, apply_solution, layer_inputs, prepare, verify
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,8 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     ft = ft or FTConfig()
     config.validate()
     ft.validate()
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if len(labels) == 0:
-        raise UsageError("the edit set is empty: nothing to repair")
     start = time.perf_counter()
-    model = model.cpu().float().eval()
-    rows = parse_rows(config.rows, model, config.layer, images, labels, device)
+    model, labels, rows = prepare(model, images, labels, config, device)
     first = CLASSIFIER_LINEARS.index(config.layer)
     linears = [copy.deepcopy(model.get_submodule(n)).to(device) for n in CLASSIFIER_LINEARS[first:]]
     n_out = linears[0].out_features
