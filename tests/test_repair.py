@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -134,3 +135,20 @@ def test_bad_input_exits_2_with_one_line(workdir, capsys, editset_file, fitted_c
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (workdir / "artifacts" / "alexnet_repaired.pth").exists()
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e4])
+def test_large_logits_still_verify(fitted_model, wrong, scale):
+    """Logits of size ~1e4-1e5: float32 rounding of the saved model exceeds the LP's absolute margin slack;
+    the engine re-solves with a larger slack instead of reporting a failed verification."""
+    model = copy.deepcopy(fitted_model)
+    with torch.no_grad():
+        model.classifier[6].weight *= scale
+        model.classifier[6].bias *= scale
+    images, labels = wrong
+    config = RepairConfig(param_bound=5.0 * scale, margin=0.5, threads=1)
+    result = repair(model, images, labels, config)
+    assert result.success, result.message
+    logits = _predict(result.model, images)
+    assert (logits.argmax(1) == labels).all()
+    assert float(margins_of(logits, labels).min()) >= 0.5

@@ -16,12 +16,14 @@ import torch
 from ..errors import UsageError
 from ..model import CLASSIFIER_LINEARS, AlexNet, resolve_layer
 from ..solvers import SolveOptions, Status
+from . import blocks
 from .lp import OBJECTIVES, LPSpec, solve_repair_lp
 
 log = logging.getLogger(__name__)
 
 # "partial": a verified model that fixes only some edit images (max-fixed, or fine-tuning below 100% efficacy)
 STATUSES = ("success", "partial", "infeasible", "time_limit", "verify_failed", "error")
+MARGIN_RETRIES = 2  # re-solves with a larger margin slack when float32 rounding alone misses the margin
 
 
 @dataclass
@@ -309,11 +311,11 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
     spec = lp_spec(model, images, labels, config, rows, device)
     prep = time.perf_counter() - start
     options = SolveOptions(algorithm=config.algorithm, threads=config.threads, time_limit=config.time_limit)
-    sol = solve_repair_lp(spec, solver=config.solver, options=options, formulation=config.formulation)
+    sol, repaired, check, spent = _solve_and_verify(model, images, labels, config, rows, spec, options, device)
     result = RepairResult(status="error", message="", config=config, rows=None if rows is None else rows.tolist(),
-                          objective=sol.objective, build_time=prep + sol.build_time, solve_time=sol.solve_time,
+                          objective=sol.objective, build_time=prep + spent[0], solve_time=spent[1],
                           formulation=sol.formulation, iterations=dict(sol.iterations), n_vars=sol.n_vars,
-                          n_rows=sol.n_rows, nnz=sol.nnz, n_solves=sol.n_solves)
+                          n_rows=sol.n_rows, nnz=sol.nnz, n_solves=spent[2])
     if sol.solve is not None:
         result.solver, result.solver_version = sol.solve.backend, sol.solve.backend_version
     else:  # solved by the toolkit's own certified interior-point method (repair/fastlp.py), no external solver
@@ -326,8 +328,6 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
         result.status = {Status.INFEASIBLE: "infeasible", Status.TIME_LIMIT: "time_limit"}.get(sol.status, "error")
         result.message = _failure_message(result.status, config, sol.message)
     else:
-        repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
-        check = verify(model, repaired, images, labels, config, rows, device)
         result.verification = check
         if check.ok:
             result.status, result.model = "success", repaired
@@ -340,6 +340,36 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
     result.total_time = time.perf_counter() - start
     log.info("repair %s in %.2fs: %s", result.status, result.total_time, result.message)
     return result
+
+
+def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, options, device):
+    """Solve the LP and verify the float32 model; when that model misses the margin by rounding alone
+    (everything else holds, shortfall tiny), re-solve with a larger margin slack, up to MARGIN_RETRIES times.
+
+    Returns (LPSolution, repaired model or None, Verification or None, (build s, solve s, solves) summed).
+    """
+    spent = [0.0, 0.0, 0]
+    for attempt in range(MARGIN_RETRIES + 1):
+        sol = solve_repair_lp(spec, solver=config.solver, options=options, formulation=config.formulation)
+        spent = [spent[0] + sol.build_time, spent[1] + sol.solve_time, spent[2] + sol.n_solves]
+        if sol.status != Status.OPTIMAL or sol.dW is None:
+            return sol, None, None, tuple(spent)
+        repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
+        check = verify(model, repaired, images, labels, config, rows, device)
+        shortfall = config.margin - check.min_margin
+        float32_noise = 1e-2 * max(1.0, config.margin) + 1e-5 * _logit_scale(spec)
+        rounding_only = (check.within_bound and check.untouched_identical and not check.pattern_flips
+                         and 0 < shortfall <= float32_noise)
+        if check.ok or not rounding_only or attempt == MARGIN_RETRIES:
+            return sol, repaired, check, tuple(spent)
+        spec.margin_slack = max(2 * spec.margin_slack, spec.margin_slack + 4 * shortfall)
+        log.warning("the float32 model missed the margin by %.3g (rounding of large logits); re-solving with "
+                    "margin slack %.3g", shortfall, spec.margin_slack)
+
+
+def _logit_scale(spec) -> float:
+    """Largest |logit| of the original network on the edit images (the scale of float32 rounding noise)."""
+    return float(np.abs(blocks.original_network(spec).z0[-1]).max(initial=0.0))
 
 
 def _failure_message(status: str, config: RepairConfig, detail: str) -> str:
