@@ -189,7 +189,8 @@ class _Master:
         else:
             c = np.r_[self.c, np.full(2 * e, self.terms.w_l1 * self.cscale), np.zeros(2 * n_lazy)]
             col_hi[self.s] = 0.0
-        return Problem(c=c, A=A, row_lo=row_lo, row_hi=row_hi, col_lo=np.r_[self.col_lo, np.zeros(2 * e + 2 * n_lazy)], col_hi=col_hi,
+        col_lo = np.r_[self.col_lo, np.zeros(2 * e + 2 * n_lazy)]
+        return Problem(c=c, A=A, row_lo=row_lo, row_hi=row_hi, col_lo=col_lo, col_hi=col_hi,
                        name=f"repair-colgen-phase{1 if phase1 else 2}")
 
     def slack(self, x: np.ndarray, e: int) -> float:
@@ -254,6 +255,11 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
         if prob.A.nnz >= sol.nnz:
             sol.n_vars, sol.n_rows, sol.nnz = prob.A.shape[1], prob.A.shape[0], prob.A.nnz
         if res.status == Status.INFEASIBLE and not phase1:  # a new lazy row cut the restricted point off
+            if strict and rows_since_phase1 == 0:
+                sol.status, sol.message = Status.ERROR, ("column generation: the restricted master is feasible in "
+                                                         "phase 1 but not in phase 2 (numerical trouble); try "
+                                                         "--formulation straightforward")
+                break
             strict = strict or rows_since_phase1 == 0  # none did: the phase-1 point was only nearly feasible
             phase1, rows_since_phase1 = True, 0
             log.debug("colgen round %d: phase-2 master infeasible, back to phase 1", sol.n_solves)

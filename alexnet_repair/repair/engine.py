@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -348,8 +348,10 @@ def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, o
 
     Returns (LPSolution, repaired model or None, Verification or None, (build s, solve s, solves) summed).
     """
-    spent = [0.0, 0.0, 0]
+    spent, limit = [0.0, 0.0, 0], options.time_limit
     for attempt in range(MARGIN_RETRIES + 1):
+        if limit is not None and attempt:  # re-solves share the one time limit
+            options = replace(options, time_limit=max(limit - spent[0] - spent[1], 1e-3))
         sol = solve_repair_lp(spec, solver=config.solver, options=options, formulation=config.formulation)
         spent = [spent[0] + sol.build_time, spent[1] + sol.solve_time, spent[2] + sol.n_solves]
         if sol.status != Status.OPTIMAL or sol.dW is None:
