@@ -10,33 +10,26 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from alexnet_repair import analysis as an
 from alexnet_repair import report
-from alexnet_repair.cli import git_commit, script_main, setup_logging
+from alexnet_repair.cli import analysis_output, analysis_parser, git_commit, script_main
 from alexnet_repair.fileio import atomic_write_text
 from alexnet_repair.paths import path_for
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", nargs="*", default=[str(path_for("sweep_csv"))],
-                        help=f"sweep CSV file(s) (default: {path_for('sweep_csv')})")
-    parser.add_argument("--output-dir", default=str(path_for("analysis_dir")), help="default: %(default)s")
+    parser = analysis_parser(__doc__, str(path_for("sweep_csv")), "sweep CSV", str(path_for("analysis_dir")))
     parser.add_argument("--contact-sheets", type=int, default=3, help="edit sets to show before/after (default 3)")
     parser.add_argument("--data-dir", default=None, help="where the runs' datasets live (default: as recorded)")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
 @script_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    out = analysis_output(args)
     df = an.load_sweeps(args.csv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     table, fits, classes = an.summary(df), an.exponents(df), an.per_class_matrix(df)
     methods = an.methods_table(df)
     markdown = an.to_markdown(table)

@@ -9,41 +9,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import pandas as pd
 
 from alexnet_repair import report
 from alexnet_repair import stochastic_analysis as sa
 from alexnet_repair.analysis import to_markdown
-from alexnet_repair.cli import script_main, setup_logging
+from alexnet_repair.cli import analysis_output, analysis_parser, script_main
 from alexnet_repair.fileio import atomic_write_text
 from alexnet_repair.paths import path_for
 
 
-def default_csv() -> str:
-    try:
-        return str(path_for("stochastic_csv"))
-    except KeyError:
-        return str(path_for("sweep_csv").with_name("stochastic_experiment.csv"))
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", nargs="*", default=[default_csv()], help="stochastic CSV file(s) (default: %(default)s)")
-    parser.add_argument("--output-dir", default=str(path_for("analysis_dir") / "stochastic"),
-                        help="default: %(default)s")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    return parser
+    return analysis_parser(__doc__, str(path_for("stochastic_csv")), "stochastic CSV",
+                           str(path_for("analysis_dir") / "stochastic"))
 
 
 @script_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    out = analysis_output(args)
     df = sa.load_stochastic(args.csv)
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     table = sa.summary(df)
     markdown = to_markdown(table)
     written = report.write_table(table, out, "summary", markdown)

@@ -35,6 +35,23 @@ def add_common_args(parser: argparse.ArgumentParser, seed: int | None = 0) -> No
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
+def analysis_parser(doc: str, csv_default: str, what: str, output_dir: str) -> argparse.ArgumentParser:
+    """The analysis scripts' parser: CSV files (``what`` names them in the help), --output-dir, --log-level."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("csv", nargs="*", default=[csv_default], help=f"{what} file(s) (default: %(default)s)")
+    parser.add_argument("--output-dir", default=output_dir, help="default: %(default)s")
+    add_common_args(parser, seed=None)
+    return parser
+
+
+def analysis_output(args) -> Path:
+    """Set up logging for an analysis script and create its --output-dir."""
+    setup_logging(args.log_level)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def add_solver_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("solver")
     group.add_argument("--solver", choices=["auto", "highs", "gurobi"], default="auto",

@@ -80,11 +80,10 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
-class RunSpec:
-    """One grid point."""
+class RepairSettings:
+    """What one sweep run (RunSpec) or stochastic chain (ChainSpec) repairs with."""
 
     repair_set_type: str
-    size: int
     target_class: int | None
     param_bound: float
     margin: float
@@ -94,15 +93,31 @@ class RunSpec:
     solver: str
 
     @property
+    def settings_tag(self) -> str:
+        """These settings as an id part: class, bound, margin, layer, seed, method, solver."""
+        cls = "-" if self.target_class is None else self.target_class
+        return (f"c{cls}_b{self.param_bound:g}_m{self.margin:g}_l{classifier_stop(self.layer)}_s{self.seed}"
+                f"_{self.method}_{self.solver}")
+
+
+def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver) -> list[dict]:
+    """The RepairSettings fields of every combination for one repair-set type (``misclassified`` has no class)."""
+    targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
+    return [dict(repair_set_type=kind, target_class=cls, param_bound=float(bound), margin=float(margin),
+                 layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver)
+            for cls, bound, margin, layer, method, seed in itertools.product(targets, bounds, margins, layers,
+                                                                             methods, seeds)]
+
+
+@dataclass(frozen=True)
+class RunSpec(RepairSettings):
+    """One grid point."""
+
+    size: int = 0
+
+    @property
     def experiment_id(self) -> str:
-        return safe_name(f"{self.repair_set_type}_n{self.size}_{settings_tag(self)}")
-
-
-def settings_tag(spec) -> str:
-    """A RunSpec's or ChainSpec's settings as an id part: class, bound, margin, layer, seed, method, solver."""
-    cls = "-" if spec.target_class is None else spec.target_class
-    return (f"c{cls}_b{spec.param_bound:g}_m{spec.margin:g}_l{classifier_stop(spec.layer)}_s{spec.seed}"
-            f"_{spec.method}_{spec.solver}")
+        return safe_name(f"{self.repair_set_type}_n{self.size}_{self.settings_tag}")
 
 
 @dataclass
@@ -183,13 +198,8 @@ def build_grid(types=DEFAULT_TYPES, sizes=DEFAULT_SIZES, classes=DEFAULT_CLASSES
         raise UsageError("--param-bounds must be positive and --margins non-negative")
     if any(SWEEP_TYPES[t][0] == "by-class" for t in types) and not classes:
         raise UsageError("class-homogeneous repair-set types need --target-classes")
-    layers = [resolve_layer(layer) for layer in layers]
-    specs = []
-    for size, kind in itertools.product(sorted(set(map(int, sizes))), types):
-        targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
-        for cls, bound, margin, layer, method, seed in itertools.product(
-                targets, bounds, margins, layers, methods, seeds):
-            specs.append(RunSpec(kind, size, cls, float(bound), float(margin), layer, method, int(seed), solver))
+    specs = [RunSpec(size=size, **settings) for size, kind in itertools.product(sorted(set(map(int, sizes))), types)
+             for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver)]
     return list(dict.fromkeys(specs))
 
 

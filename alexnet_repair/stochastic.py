@@ -27,10 +27,10 @@ from .csvlog import append_row, is_true, read_csv, replace_rows
 from .data import CLASS_NAMES
 from .editsets import SWEEP_TYPES, EditSet, build_editset
 from .errors import AlexRepairError, DataError
-from .experiments import SweepContext, artifact_dir, method_args, repair_config, settings_tag
+from .experiments import RepairSettings, SweepContext, artifact_dir, method_args, repair_config, settings_grid
 from .workers import run_pool, threads_per_worker
 from .featcache import FeatureCache, classifier_stop
-from .model import load_checkpoint, resolve_layer, save_checkpoint
+from .model import load_checkpoint, save_checkpoint
 from .paths import safe_name
 
 log = logging.getLogger(__name__)
@@ -58,32 +58,20 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
-class ChainSpec:
-    repair_set_type: str
-    target_class: int | None
-    batch_size: int
-    param_bound: float
-    margin: float
-    layer: str
-    method: str
-    seed: int
-    solver: str
+class ChainSpec(RepairSettings):
+    batch_size: int = 0
 
     @property
     def chain_id(self) -> str:
-        return safe_name(f"stoch_bs{self.batch_size}_{self.repair_set_type}_{settings_tag(self)}")
+        return safe_name(f"stoch_bs{self.batch_size}_{self.repair_set_type}_{self.settings_tag}")
 
 
 def build_chains(types, batch_sizes, classes, bounds, margins, layers, methods, seeds, solver="auto"):
     if any(int(b) < 1 for b in batch_sizes):
         raise AlexRepairError("--batch-sizes must be positive")
-    out = []
-    for kind, batch in itertools.product(types, sorted(set(map(int, batch_sizes)))):
-        targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
-        for cls, bound, margin, layer, method, seed in itertools.product(targets, bounds, margins, layers,
-                                                                         methods, seeds):
-            out.append(ChainSpec(kind, cls, batch, float(bound), float(margin), resolve_layer(layer), method,
-                                 int(seed), solver))
+    out = [ChainSpec(batch_size=batch, **settings)
+           for kind, batch in itertools.product(types, sorted(set(map(int, batch_sizes))))
+           for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver)]
     return list(dict.fromkeys(out))
 
 

@@ -180,7 +180,6 @@ class _Master:
             A = sp.vstack([A, epi_rows]).tocsc()
             row_lo = np.r_[row_lo, np.full(k, -np.inf)]
             row_hi = np.r_[row_hi, np.zeros(k)]
-        self.n_lazy = n_lazy
         B = self.spec.bound
         col_hi = np.r_[self.col_hi, np.full(2 * e, B), np.full(2 * n_lazy, np.inf if phase1 else 0.0)]
         if phase1:
@@ -192,6 +191,11 @@ class _Master:
         col_lo = np.r_[self.col_lo, np.zeros(2 * e + 2 * n_lazy)]
         return Problem(c=c, A=A, row_lo=row_lo, row_hi=row_hi, col_lo=col_lo, col_hi=col_hi,
                        name=f"repair-colgen-phase{1 if phase1 else 2}")
+
+    @property
+    def n_lazy(self) -> int:
+        """Lazy pattern rows so far (each has a pair of elastic slack columns)."""
+        return sum(lo.size for lo in self.lazy_lo)
 
     def slack(self, x: np.ndarray, e: int) -> float:
         """Total elastic slack of a master solution with |E| = e."""

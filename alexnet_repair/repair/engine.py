@@ -358,20 +358,20 @@ def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, o
             return sol, None, None, tuple(spent)
         repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
         check = verify(model, repaired, images, labels, config, rows, device)
-        shortfall = config.margin - check.min_margin
-        float32_noise = 1e-2 * max(1.0, config.margin) + 1e-5 * _logit_scale(spec)
-        rounding_only = (check.within_bound and check.untouched_identical and not check.pattern_flips
-                         and 0 < shortfall <= float32_noise)
-        if check.ok or not rounding_only or attempt == MARGIN_RETRIES:
+        if check.ok or attempt == MARGIN_RETRIES or not _rounding_only(check, config, spec):
             return sol, repaired, check, tuple(spent)
+        shortfall = config.margin - check.min_margin
         spec.margin_slack = max(2 * spec.margin_slack, spec.margin_slack + 4 * shortfall)
         log.warning("the float32 model missed the margin by %.3g (rounding of large logits); re-solving with "
                     "margin slack %.3g", shortfall, spec.margin_slack)
 
 
-def _logit_scale(spec) -> float:
-    """Largest |logit| of the original network on the edit images (the scale of float32 rounding noise)."""
-    return float(np.abs(blocks.original_network(spec).z0[-1]).max(initial=0.0))
+def _rounding_only(check: Verification, config: RepairConfig, spec: LPSpec) -> bool:
+    """Whether a failed check missed only the margin, by no more than float32 rounding noise at this logit scale."""
+    if not (check.within_bound and check.untouched_identical and not check.pattern_flips):
+        return False
+    logit_scale = float(np.abs(blocks.original_network(spec).z0[-1]).max(initial=0.0))
+    return 0 < config.margin - check.min_margin <= 1e-2 * max(1.0, config.margin) + 1e-5 * logit_scale
 
 
 def _failure_message(status: str, config: RepairConfig, detail: str) -> str:

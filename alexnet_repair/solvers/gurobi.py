@@ -276,9 +276,3 @@ class Session(pb.Session):
         if self._env is not None:
             self._env.dispose()
             self._env = None
-
-
-def solve(problem: pb.Problem, options: pb.SolveOptions) -> pb.SolveResult:
-    """Build, solve once and free a Gurobi model (see :func:`problem.solve`)."""
-    with Session(problem, options) as session:
-        return session.solve()

@@ -232,9 +232,3 @@ class Session(pb.Session):
         if self._h is not None:
             self._h.clear()
             self._h = None
-
-
-def solve(problem: pb.Problem, options: pb.SolveOptions) -> pb.SolveResult:
-    """Build, solve once and free a HiGHS model (see :func:`problem.solve`)."""
-    with Session(problem, options) as session:
-        return session.solve()

@@ -266,12 +266,9 @@ def available_backends() -> dict[str, str]:
 
 
 def solve(problem: Problem, solver: str = "auto", options: SolveOptions | None = None) -> SolveResult:
-    """Solve ``problem`` once with backend ``solver`` ("auto", "highs", "gurobi")."""
-    options = options or SolveOptions()
-    options.check()
-    problem.validate()
-    backend = choose_backend(problem, solver)
-    return _backend_module(backend).solve(problem, options)
+    """Solve ``problem`` once with backend ``solver`` ("auto", "highs", "gurobi"), then free the backend's model."""
+    with open_session(problem, solver, options) as session:
+        return session.solve()
 
 
 def open_session(problem: Problem, solver: str = "auto", options: SolveOptions | None = None) -> Session:
