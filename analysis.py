@@ -13,7 +13,8 @@ import sys
 
 from alexnet_repair import analysis as an
 from alexnet_repair import report
-from alexnet_repair.cli import analysis_output, analysis_parser, git_commit, script_main
+from alexnet_repair.cli import analysis_output, analysis_parser, script_main
+from alexnet_repair.provenance import git_commit
 from alexnet_repair.fileio import atomic_write_text
 from alexnet_repair.paths import path_for
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, device_from, script_main,
-                                setup_logging, versions)
+                                setup_logging)
+from alexnet_repair.provenance import versions
 from alexnet_repair.data import load_split
 from alexnet_repair.errors import UsageError
 from alexnet_repair.evaluate import class_table, logits_of, margins_of, predict

@@ -30,7 +30,7 @@ from alexnet_repair.editsets import SWEEP_TYPES, parse_class
 from alexnet_repair.errors import CheckpointError, UsageError
 from alexnet_repair.model import file_sha256
 from alexnet_repair.paths import path_for
-from alexnet_repair.repair.lp import FORMULATIONS, OBJECTIVES
+from alexnet_repair.repair import FORMULATIONS, OBJECTIVES
 
 COMMANDS = ("grid", "stochastic", "merge")
 

@@ -21,16 +21,16 @@ import sys
 from pathlib import Path
 
 from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_solver_args, device_from,
-                                script_main, setup_logging, versions)
+                                script_main, setup_logging)
+from alexnet_repair.provenance import versions
 from alexnet_repair.data import CLASS_NAMES
 from alexnet_repair.errors import UsageError
 from alexnet_repair.fileio import write_json
 from alexnet_repair.model import CLASSIFIER_LINEARS, file_sha256, load_checkpoint, save_checkpoint
 from alexnet_repair.paths import path_for
-from alexnet_repair.repair import RepairConfig
-from alexnet_repair.repair.finetune import FTConfig
-from alexnet_repair.repair.lp import FORMULATIONS, OBJECTIVES
-from alexnet_repair.workflow import evaluate_repair, load_editset_for, run_repair_method
+from alexnet_repair.editsets import load_editset_for
+from alexnet_repair.evaluate import evaluate_repair
+from alexnet_repair.repair import FORMULATIONS, OBJECTIVES, FTConfig, RepairConfig, run_method
 
 log = logging.getLogger("run_repair")
 
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     print(f"{'fine-tuning' if config.method == 'ft' else 'repairing'} {args.weights} on {editset_path} "
           f"({len(editset)} images, {dataset}) - {config.layer}, bound {config.param_bound}, margin {config.margin}",
           file=sys.stderr)
-    result = run_repair_method(model, editset, config, args, device)
+    result = run_method(model, editset, config, args, device)
     record = {"tool": "run_repair", "weights": args.weights, "edit_set": str(editset_path), "dataset": dataset,
               **result.record(), "output": None, "versions": versions()}
     if result.unfixable_indices is not None:

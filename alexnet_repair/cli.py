@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import subprocess
 import sys
 from functools import wraps
 from pathlib import Path
@@ -87,21 +86,3 @@ def script_main(func):
             return 130
 
     return wrapper
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict:
-    import numpy
-    import torchvision
-
-    from . import __version__
-    return {"alexnet_repair": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "python": sys.version.split()[0], "git_commit": git_commit()}

@@ -360,3 +360,22 @@ def check_against_split(editset: EditSet, split: Split) -> None:
         raise DataError(f"edit set was built from a {editset.meta['split_size']}-image split, this one has {len(split)}")
     if not torch.equal(split.labels[torch.from_numpy(editset.indices)].to(torch.int64), editset.labels):
         raise DataError(f"edit set labels differ from {split.dataset}/{split.split} at its indices (other data?)")
+
+
+def load_editset_for(mode: str | None, target_class: int | None, focus: str = "incorrect",
+                     path: str | None = None, dataset: str | None = None):
+    """The edit set named by ``path``, else the generator's default file for ``mode`` / class / focus.
+
+    Without ``dataset`` the CIFAR-10 file is preferred and the ``synthetic_`` one used when only it exists.
+    """
+    if path is not None:
+        return load_editset(path), Path(path)
+    kind = "misclassified" if mode == "misclassified" else "by-class"
+    datasets = [dataset] if dataset else ["cifar10", "synthetic"]
+    candidates = [default_editset_path(kind, target_class, focus, ds) for ds in datasets]
+    for candidate in candidates:
+        if candidate.exists():
+            return load_editset(candidate), candidate
+    hint = f"editset_generator.py {mode}" + (f" --target-class {target_class}" if kind == "by-class" else "")
+    raise DataError(f"no edit set at {' or '.join(map(str, candidates))}: run `uv run python {hint}` first, "
+                    f"or give --edit-set PATH")

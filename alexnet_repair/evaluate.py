@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import CLASS_NAMES, Split
+from .data import CLASS_NAMES, Split, load_split
+from .errors import DataError
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,3 +128,24 @@ def compare_models(base: Predictions, repaired: Predictions, edit_indices=(), ho
         out.update(holdout_size=0, baseline_holdout_accuracy=float("nan"), repaired_holdout_accuracy=float("nan"),
                    generalization=float("nan"))
     return out
+
+
+def evaluate_repair(base, repaired, editset, dataset: str, args, device="cpu",
+                    base_preds: Predictions | None = None) -> dict:
+    """Drawdown, generalization and per-class change of a repair on the test split (and the edit set's split)."""
+    quiet = bool(getattr(args, "quiet", False))
+    download = not getattr(args, "no_download", False)
+    try:
+        test = load_split(dataset, "test", getattr(args, "data_dir", "data"), download=download)
+    except DataError as err:
+        log.warning("skipping drawdown evaluation: %s", err)
+        return {}
+    same = editset.meta.get("split", "test") == "test"
+    base_preds = base_preds or predict(base, test, device, progress=not quiet, desc="base model")
+    new_preds = predict(repaired, test, device, progress=not quiet, desc="repaired model")
+    holdout = None
+    if not same and len(editset.holdout_indices):
+        other = load_split(dataset, editset.meta["split"], getattr(args, "data_dir", "data"), download=download)
+        holdout = tuple(predict(m, other, device, index=editset.holdout_indices, progress=not quiet)
+                        for m in (base, repaired))
+    return compare_models(base_preds, new_preds, editset.indices if same else (), editset.holdout_indices, holdout)

@@ -31,6 +31,7 @@ from .featcache import FeatureCache, classifier_stop
 from .fileio import write_json
 from .model import file_sha256, load_checkpoint, resolve_layer, save_checkpoint
 from .paths import path_for, safe_name
+from .provenance import versions
 from .repair import RepairConfig
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def repair_config(setup: SweepSetup, spec, threads: int | None) -> RepairConfig:
 
 
 def method_args(setup: SweepSetup, seed: int) -> Namespace:
-    """What workflow.run_repair_method reads from a script's arguments (fine-tuning: data for replay, seed);
+    """What repair.run_method reads from a script's arguments (fine-tuning: data for replay, seed);
     the --ft-* settings stay at their defaults in sweeps."""
     return Namespace(dataset=setup.dataset, data_dir=setup.data_dir, no_download=not setup.download, seed=seed,
                      quiet=True)
@@ -234,7 +235,6 @@ def prepare_context(setup: SweepSetup, layers, progress: bool = True, weights_sh
     else:
         edit = load_split(setup.dataset, setup.edit_split, setup.data_dir, download=setup.download)
         base_edit = predict(base, edit, setup.device, progress=progress, desc=f"base model on {edit.split}")
-    from .cli import versions
     return SweepContext(setup, sha, setup.key(sha), test, edit, base_edit, cache, versions())
 
 
@@ -289,7 +289,6 @@ def ensure_base_model(path, dataset: str, data_dir="data", download=True, device
     model, config = small_alexnet(width_scale), TrainConfig()
     result = train(model, train_split, test_split, config, device, progress=progress)
     save_checkpoint(model.cpu(), path)
-    from .cli import versions
     sidecar = {"checkpoint": str(path), "dataset": train_split.dataset, "data_source": train_split.source,
                "arch": model.arch(), "config": asdict(config), "train_accuracy": result.train_accuracy,
                "test_accuracy": result.test_accuracy, "epoch_losses": result.epoch_losses,

@@ -19,6 +19,7 @@ from .evaluate import compare_models, logits_of, margins_of, predict
 from .experiments import COLUMNS, SCHEMA, RunSpec, SweepContext, artifact_dir, method_args, repair_config
 from .fileio import write_json
 from .model import load_checkpoint, save_checkpoint
+from .repair import run_method
 from .workers import run_pool, threads_per_worker
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ def write_row(path, row: dict, replacing: bool) -> None:
 
 def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) -> dict:
     """Draw the edit set, repair, verify on the saved model, evaluate; always returns a CSV row."""
-    from .workflow import run_repair_method
 
     setup, start = ctx.setup, time.perf_counter()
     kind, focus = SWEEP_TYPES[spec.repair_set_type]
@@ -58,7 +58,7 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
                    baseline_accuracy_edit_set=100.0 * float((editset.predictions == editset.labels).float().mean()))
         record["editset"] = {k: v for k, v in editset.meta.items() if k != "probabilities"}
         config = repair_config(setup, spec, threads)
-        result = run_repair_method(base, editset, config, method_args(setup, spec.seed), setup.device)
+        result = run_method(base, editset, config, method_args(setup, spec.seed), setup.device)
         row.update(_result_columns(result))
         record["result"] = result.record()
         if result.model is not None:      # success, or a verified partial repair (max-fixed, fine-tuning)

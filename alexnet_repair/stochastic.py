@@ -31,6 +31,7 @@ from .experiments import RepairSettings, SweepContext, artifact_dir, method_args
 from .workers import run_pool, threads_per_worker
 from .featcache import FeatureCache, classifier_stop
 from .model import load_checkpoint, save_checkpoint
+from .repair import run_method
 from .paths import safe_name
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,6 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
               threads: int | None = None, keep_models: bool = False, retry_failed: bool = False, on_iteration=None
               ) -> list[dict]:
     """Run (or continue) one chain up to ``iterations``; appends a row per iteration; returns the new rows."""
-    from .workflow import run_repair_method
 
     setup = ctx.setup
     key = stochastic_key(ctx.sweep_key, full_set_size)
@@ -167,7 +167,7 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
                "batch_indices": full.indices[pick].tolist(),
                "batch_accuracy_before": float(100.0 * (before.preds[pick] == before.labels[pick]).mean())}
         try:
-            result = run_repair_method(model, batch, config, method_args(setup, spec.seed), setup.device)
+            result = run_method(model, batch, config, method_args(setup, spec.seed), setup.device)
         except AlexRepairError as err:
             result = None
             row.update(status="error", success=False, error_message=str(err))

@@ -53,9 +53,9 @@ def run_one(args) -> dict:
     """Run one (case, formulation) in this process and return its result row."""
     import numpy as np
 
-    from alexnet_repair.repair.check import check_solution
     from alexnet_repair.repair.lp import solve_repair_lp
-    from alexnet_repair.repair.synthetic import make_instance
+    from alexnet_repair.repair.lp.synthetic import make_instance
+    from alexnet_repair.repair.verify import check_solution
     from alexnet_repair.solvers import SolveOptions
 
     case, formulation = args.one

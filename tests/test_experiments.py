@@ -23,7 +23,8 @@ from alexnet_repair.data import load_split
 from alexnet_repair.editsets import SWEEP_TYPES, build_editset
 from alexnet_repair.model import load_checkpoint, save_checkpoint, small_alexnet
 from alexnet_repair.repair import RepairConfig
-from alexnet_repair.workflow import evaluate_repair, run_repair_method
+from alexnet_repair.evaluate import evaluate_repair
+from alexnet_repair.repair import run_method as run_repair_method
 
 ROOT = Path(__file__).resolve().parents[1]
 # columns that legitimately differ between two runs of the same configuration

@@ -15,10 +15,10 @@ import run_repair
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.model import load_checkpoint, save_checkpoint
 from alexnet_repair.repair import RepairConfig, repair
-from alexnet_repair.repair import blocks
-from alexnet_repair.repair.engine import lp_spec
+from alexnet_repair.repair.lp import network as blocks
+from alexnet_repair.repair.bridge import lp_spec
 from alexnet_repair.repair.lp import LPSpec, solve_repair_lp
-from alexnet_repair.repair.maxfixed import change_bounds, max_fixed_subset
+from alexnet_repair.repair.lp.milp import change_bounds, max_fixed_subset
 from alexnet_repair.solvers import SolveOptions, Status
 
 

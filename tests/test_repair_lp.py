@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from alexnet_repair.errors import SolverError, UsageError
-from alexnet_repair.repair import blocks
-from alexnet_repair.repair.check import apply_changes, check_solution
-from alexnet_repair.repair.lp import OBJECTIVES, LPSpec, encode_straightforward, objective_value, solve_repair_lp
-from alexnet_repair.repair.synthetic import make_instance
+from alexnet_repair.repair.lp import network as blocks
+from alexnet_repair.repair.lp.rows import margin_rows
+from alexnet_repair.repair.lp import OBJECTIVES, LPSpec, solve_repair_lp
+from alexnet_repair.repair.lp.network import objective_value
+from alexnet_repair.repair.lp.straightforward import encode_straightforward
+from alexnet_repair.repair.lp.synthetic import make_instance
+from alexnet_repair.repair.verify import apply_changes, check_solution
 from alexnet_repair.solvers import SolveOptions, Status, solve
 
 FORMULATIONS = ("straightforward", "colgen", "ipm")
@@ -152,7 +155,7 @@ def test_margin_rows_block():
     """The reusable margin block: one row per (point, other class), 2 entries, right RHS."""
     y0 = np.array([[0.0, 1.0, 3.0], [2.0, 0.0, 0.0]])
     v = np.arange(6).reshape(2, 3)
-    a, lo, pts = blocks.margin_rows(v, None, np.array([0, 0]), y0, 2.0, 6)
+    a, lo, pts = margin_rows(v, None, np.array([0, 0]), y0, 2.0, 6)
     assert a.shape == (4, 6) and (a.getnnz(axis=1) == 2).all()
     assert np.allclose(lo, [3.0, 5.0, 0.0, 0.0]) and list(pts) == [0, 0, 1, 1]
 

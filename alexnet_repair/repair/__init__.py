@@ -1,5 +1,59 @@
-"""APRNN provable repair: the LP (``lp``), its fast formulations, and the model-level engine (``engine``)."""
+"""APRNN provable repair of an AlexNet, and the baselines measured against it.
 
-from .engine import RepairConfig, RepairResult, Verification, apply_solution, layer_inputs, repair, verify
+:func:`repair` (images and labels) and :func:`run_method` (an edit set, with the scripts' flags) are the only
+dispatchers: ``config.method`` picks APRNN (``methods/aprnn.py``) or fine-tuning (``methods/finetune.py``).
+Layout: ``types`` (config and results), ``bridge`` (model <-> LP), ``verify`` (the float32 check of what is
+saved), ``methods/`` and ``lp/`` (the LP itself, no torch).
+"""
 
-__all__ = ["RepairConfig", "RepairResult", "Verification", "apply_solution", "layer_inputs", "repair", "verify"]
+from __future__ import annotations
+
+import torch
+
+from alexnet_repair.data import load_split
+from alexnet_repair.model import AlexNet
+from alexnet_repair.repair.bridge import apply_solution, layer_inputs
+from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES
+from alexnet_repair.repair.methods.aprnn import repair_aprnn
+from alexnet_repair.repair.methods.finetune import FTConfig, finetune
+from alexnet_repair.repair.types import STATUSES, RepairConfig, RepairResult, Verification
+from alexnet_repair.repair.verify import verify
+
+__all__ = ["FORMULATIONS", "OBJECTIVES", "STATUSES", "FTConfig", "RepairConfig", "RepairResult", "Verification",
+           "apply_solution", "ft_config_from", "layer_inputs", "repair", "run_method", "verify"]
+
+
+def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, device="cpu",
+           ft: FTConfig | None = None, replay=None) -> RepairResult:
+    """Repair ``model`` on (images (N,3,64,64), labels (N,)) with ``config.method``; never modifies ``model``.
+
+    ``ft`` / ``replay`` (a train Split) are fine-tuning's settings and replay images (method "ft" only).
+    """
+    config.validate()
+    if config.method == "ft":
+        return finetune(model, images, labels, config, ft, replay, device)
+    return repair_aprnn(model, images, labels, config, device)
+
+
+def ft_config_from(args=None):
+    """The fine-tuning settings of ``args`` (``--ft-*`` flags and ``--seed``); defaults where absent."""
+    d = FTConfig()
+    return FTConfig(max_steps=getattr(args, "ft_max_steps", d.max_steps), lr=getattr(args, "ft_lr", d.lr),
+                    optimizer=getattr(args, "ft_optimizer", d.optimizer), replay=getattr(args, "ft_replay", d.replay),
+                    seed=getattr(args, "seed", d.seed))
+
+
+def run_method(model, editset, config: RepairConfig, args=None, device="cpu") -> RepairResult:
+    """Repair ``model`` on ``editset`` with the configured method: APRNN (the LP, default) or fine-tuning.
+
+    Fine-tuning's ``--ft-replay`` images come from the train split of the edit set's dataset.
+    """
+    if config.method != "ft":
+        return repair(model, editset.images, editset.labels, config, device)
+    ft = ft_config_from(args)
+    replay = None
+    if ft.replay:
+        dataset = getattr(args, "dataset", None) or (editset.dataset or "cifar10").removesuffix("-folder")
+        replay = load_split(dataset, "train", getattr(args, "data_dir", "data"),
+                            download=not getattr(args, "no_download", False))
+    return repair(model, editset.images, editset.labels, config, device, ft, replay)

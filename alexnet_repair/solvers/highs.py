@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from alexnet_repair.errors import SolverError
-from alexnet_repair.solvers import problem as pb
+from alexnet_repair.solvers import base as pb
 
 log = logging.getLogger(__name__)
 

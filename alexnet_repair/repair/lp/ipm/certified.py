@@ -1,5 +1,5 @@
 """The "ipm" formulation: the repair LP solved by the structured interior-point method
-(ipm.py + normal.py), certified independently, else handed to exact column generation.
+(mehrotra.py + normal_equations.py), certified independently, else handed to exact column generation.
 
 The IPM's LP is a relaxation of the exact one: it has every dW column, but no |dW| <= t,
 |db_k| <= t rows, only some margin rows (per point the INIT_ROWS most binding ones and all
@@ -27,11 +27,14 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
-from alexnet_repair.repair import blocks
-from alexnet_repair.repair.blas import blas_threads
-from alexnet_repair.repair.ipm import solve_ipm
-from alexnet_repair.repair.lp import LPSolution, LPSpec, objective_terms, objective_value, output_changes
-from alexnet_repair.repair.normal import BlockOperator
+from alexnet_repair.repair.lp import network as nw
+from alexnet_repair.repair.lp import rows as lr
+from alexnet_repair.repair.lp.colgen import solve_colgen
+from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads
+from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
+from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
+from alexnet_repair.repair.lp.network import objective_value, output_changes
+from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, objective_terms
 from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ log = logging.getLogger(__name__)
 TIGHTEN = 1e-8  # margin rows / pattern bounds tightened inside the IPM, so the exact recomputation passes
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
-IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas.py)
+IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas_threads.py)
 INIT_ROWS = 3  # margin rows per point in the first IPM round (plus every originally violated one)
 NEAR_ROWS = 0.05  # after a round, rows with slack < NEAR_ROWS * margin join the next round
 MAX_ROUNDS = 6
@@ -48,7 +51,7 @@ MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/
 
 def ipm_applicable(spec: LPSpec) -> bool:
     """The IPM path handles the last layer and the penultimate one, objectives with an l1 part,
-    while its dense system (see normal.choose_mode) stays below MAX_DENSE rows."""
+    while its dense system (see normal_equations.choose_mode) stays below MAX_DENSE rows."""
     if len(spec.weights) > 2 or spec.objective not in ("linf+l1n", "l1"):
         return False
     n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
@@ -72,10 +75,10 @@ class IpmLP:
     cscale: float  # c = cscale * (the LP's objective)
 
 
-def build_ipm_lp(spec: LPSpec, net: blocks.Network, keep: np.ndarray | None = None, tighten: float = TIGHTEN) -> IpmLP:
+def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, tighten: float = TIGHTEN) -> IpmLP:
     """The repair LP (without the |dW| <= t and |db_k| <= t rows) in the IPM's standard form.
 
-    keep: indices of the margin rows (numbered as blocks.margin_rows numbers them) to include;
+    keep: indices of the margin rows (numbered as lr.margin_rows numbers them) to include;
     None = all. Fewer rows give a relaxation, which the certificate accounts for."""
     terms = objective_terms(spec)
     cscale = 1.0 / terms.w_l1
@@ -83,7 +86,7 @@ def build_ipm_lp(spec: LPSpec, net: blocks.Network, keep: np.ndarray | None = No
     n_r, n_cls, L = net.rows.size, spec.weights[-1].shape[0], net.n_layers
     a_aug = np.hstack([spec.inputs, np.ones((n_pts, 1))])  # db_k[r] acts as a weight on a constant input
     n_w = 2 * n_r * (n_in + 1)
-    cols = blocks.Layout()
+    cols = lr.Layout()
     cv = n_r if L == 1 else n_cls
     vp, vm = cols.add("v+", (n_pts, cv)), cols.add("v-", (n_pts, cv))
     if L == 2:
@@ -106,14 +109,14 @@ def build_ipm_lp(spec: LPSpec, net: blocks.Network, keep: np.ndarray | None = No
         b_parts.append(np.zeros(n_def))
         off = sign = None
     else:  # D rows: u = off + sign * x_u;  V rows: v+ - v- - C_u u - db1 = 0
-        lo, hi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
+        lo, hi = nw.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
         act = np.isfinite(lo)
         sign = np.where(act, 1.0, -1.0).ravel()
         off = np.where(act, lo + tighten, hi - tighten).ravel()
         parts.append(sp.csr_matrix((sign, (ar, xu.ravel())), shape=(n_def, cols.n)))
         b_parts.append(-off)
         pts, units = np.divmod(np.arange(n_pts * n_cls), n_cls)
-        coef_u, _ = blocks.sensitivity(net, 1, pts, units)  # (N*C, |R|)
+        coef_u, _ = nw.sensitivity(net, 1, pts, units)  # (N*C, |R|)
         rr, cc = np.nonzero(coef_u)
         k = pts.size
         kr = np.arange(k)
@@ -130,7 +133,7 @@ def build_ipm_lp(spec: LPSpec, net: blocks.Network, keep: np.ndarray | None = No
         v_cols[:, net.rows], v_neg[:, net.rows] = vp, vm
     else:
         v_cols, v_neg = vp, vm
-    m_a, m_lo, _ = blocks.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, cols.n)
+    m_a, m_lo, _ = lr.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, cols.n)
     m_a, m_lo = m_a[keep], m_lo[keep]
     m_a = m_a - sp.csr_matrix((np.ones(n_marg), (np.arange(n_marg), surplus)), shape=m_a.shape)
     parts.append(m_a)
@@ -195,7 +198,7 @@ class Certificate:
     upper: float  # exact objective at (dW, db)
     lower: float  # valid lower bound of the exact LP's optimum
     feasible: bool  # every row of the exact LP holds to FEAS_TOL
-    slack: np.ndarray  # (N*(C-1),) margin slack of every margin row (blocks.margin_rows order)
+    slack: np.ndarray  # (N*(C-1),) margin slack of every margin row (lr.margin_rows order)
 
     @property
     def gap(self) -> float:
@@ -207,14 +210,14 @@ class Certificate:
 
 
 def margin_slacks(spec: LPSpec, y_new: np.ndarray) -> np.ndarray:
-    """y[t] - y[c] - (margin + margin_slack) for every margin row, in blocks.margin_rows order."""
+    """y[t] - y[c] - (margin + margin_slack) for every margin row, in lr.margin_rows order."""
     n, n_cls = y_new.shape
     others = np.array([[j for j in range(n_cls) if j != t] for t in range(n_cls)])[spec.targets]
     tgt = y_new[np.arange(n), spec.targets][:, None]
     return (tgt - np.take_along_axis(y_new, others, 1)).ravel() - (spec.margin + spec.margin_slack)
 
 
-def certify(spec: LPSpec, net: blocks.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:
+def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:
     """Decode the IPM point x (row duals y) and certify it; see the module doc."""
     dW, db = lp.decode(x)
     ub_val = objective_value(net, dW, db)
@@ -222,7 +225,7 @@ def certify(spec: LPSpec, net: blocks.Network, lp: IpmLP, x: np.ndarray, y: np.n
     feasible = bool(slack.min(initial=np.inf) >= -FEAS_TOL)
     if net.n_layers == 2:
         u = spec.inputs @ dW.T + db[0]
-        lo, hi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
+        lo, hi = nw.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
         feasible &= bool(((u >= lo - FEAS_TOL) & (u <= hi + FEAS_TOL)).all())
     rc = lp.c - lp.op.rmatvec(y)
     up = lp.implied_upper(ub_val * lp.cscale)
@@ -252,7 +255,7 @@ def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
     return x
 
 
-def initial_margin_rows(spec: LPSpec, net: blocks.Network, per_point: int = INIT_ROWS) -> np.ndarray:
+def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS) -> np.ndarray:
     """Margin rows the first IPM round includes: per point the ``per_point`` most binding ones
     and every one the original network violates."""
     n, n_cls = net.z0[-1].shape
@@ -261,11 +264,9 @@ def initial_margin_rows(spec: LPSpec, net: blocks.Network, per_point: int = INIT
     return np.flatnonzero(((rank < per_point) | (need >= 0)).ravel())
 
 
-def solve_fast(spec: LPSpec, net: blocks.Network, solver: str = "auto", options: SolveOptions | None = None) -> LPSolution:
+def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None) -> LPSolution:
     """IPM + certificate, with lazy margin rows; falls back to exact column generation when
     no certificate is reached."""
-    from alexnet_repair.repair.colgen import solve_colgen
-
     t0 = time.perf_counter()
     deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
     keep = initial_margin_rows(spec, net)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alexnet_repair.repair.lp import LPSpec
+from alexnet_repair.repair.lp.spec import LPSpec
 
 _Z55 = 0.12566  # Phi^-1(0.55): shift that makes 55% of N(0, 1) negative
 

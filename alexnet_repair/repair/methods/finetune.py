@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..errors import UsageError
-from ..model import CLASSIFIER_LINEARS
-from .engine import RepairResult, apply_solution, layer_inputs, prepare, verify
+from alexnet_repair.errors import UsageError
+from alexnet_repair.model import CLASSIFIER_LINEARS
+from alexnet_repair.repair.bridge import apply_solution, layer_inputs, prepare
+from alexnet_repair.repair.types import RepairResult
+from alexnet_repair.repair.verify import verify
 
 log = logging.getLogger(__name__)
 

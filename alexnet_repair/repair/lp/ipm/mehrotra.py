@@ -2,9 +2,9 @@
 ``min c@x  s.t.  A x = b,  0 <= x <= ub`` (ub may be +inf), pure numpy.
 
 ``A`` is an operator with ``matvec``, ``rmatvec``, ``factor(theta)`` and ``solve(r)`` for the
-normal equations A diag(theta) A^T y = r (see normal.py for the repair LP's structure).
+normal equations A diag(theta) A^T y = r (see normal_equations.py for the repair LP's structure).
 Every normal solve gets iterative refinement. The result is approximate (an interior
-point): the caller certifies it (see fastlp.py).
+point): the caller certifies it (see certified.py).
 """
 
 from __future__ import annotations

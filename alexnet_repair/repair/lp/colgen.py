@@ -27,9 +27,10 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from alexnet_repair.repair import blocks
+from alexnet_repair.repair.lp import network as nw
+from alexnet_repair.repair.lp import rows as lr
+from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, objective_terms
 from alexnet_repair.solvers import Problem, SolveOptions, Status, choose_backend, solve
-from alexnet_repair.repair.lp import LPSolution, LPSpec, objective_terms
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,14 @@ SLACK_TOL = 1e-9  # phase 1 calls the restricted master feasible at this total s
 class _Master:
     """The fixed part of the restricted LP; ``problem(E, lazy)`` adds the working set and lazy rows."""
 
-    def __init__(self, spec: LPSpec, net: blocks.Network, cscale: float = 1.0):
+    def __init__(self, spec: LPSpec, net: nw.Network, cscale: float = 1.0):
         self.spec, self.net = spec, net
         self.terms = terms = objective_terms(spec)
         n_pts, n_in = spec.inputs.shape
         L, n_r = net.n_layers, net.rows.size
         n_cls = spec.weights[-1].shape[0]
         # virtual columns: one free variable per quantity
-        vc = blocks.Layout()
+        vc = lr.Layout()
         vdb = [vc.add("db0", (n_r,))] + [vc.add(f"db{l}", (spec.weights[l].shape[0],)) for l in range(1, L)]
         vu = vc.add("u", (n_pts, n_r))
         vv = np.full((n_pts, n_cls), -1)
@@ -57,7 +58,7 @@ class _Master:
         else:
             vv[:, :] = vc.add("v", (n_pts, n_cls))
         # real columns
-        rc = blocks.Layout()
+        rc = lr.Layout()
         dbp = [rc.add(f"db{l}+", b.shape) for l, b in enumerate(vdb)]
         dbm = [rc.add(f"db{l}-", b.shape) for l, b in enumerate(vdb)]
         split_v = terms.outputs
@@ -89,10 +90,10 @@ class _Master:
         rows_v, lo_v, hi_v = [r_def], [np.zeros(n_def)], [np.zeros(n_def)]
         if L > 1:
             pts, units = np.divmod(np.arange(n_pts * n_cls), n_cls)
-            aff = blocks.affine_rows(net, L - 1, pts, units, vu, vdb, vc.n)
+            aff = lr.affine_rows(net, L - 1, pts, units, vu, vdb, vc.n)
             eye = sp.csr_matrix((np.ones(pts.size), (np.arange(pts.size), vv.ravel())), shape=aff.shape)
             rows_v.append(eye - aff); lo_v.append(np.zeros(pts.size)); hi_v.append(np.zeros(pts.size))
-        m_a, m_lo, self.margin_point = blocks.margin_rows(vv, None, spec.targets, net.z0[-1],
+        m_a, m_lo, self.margin_point = lr.margin_rows(vv, None, spec.targets, net.z0[-1],
                                                           spec.margin + spec.margin_slack, vc.n)
         rows_v.append(m_a); lo_v.append(m_lo); hi_v.append(np.full(m_lo.size, np.inf))
         a_real = (sp.vstack(rows_v).tocsr() @ T).tocsr()
@@ -122,7 +123,7 @@ class _Master:
         if not split_v:
             self.col_lo[vp] = -np.inf
         if L > 1:
-            plo, phi = blocks.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
+            plo, phi = nw.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
             self.col_lo[u], self.col_hi[u] = plo, phi
         self.cscale = cscale
         self.c = np.zeros(rc.n)
@@ -147,8 +148,8 @@ class _Master:
             return
         pts, units = pts[new], units[new]
         self.lazy_keys.update(k for k, f in zip(keys, new) if f)
-        aff = blocks.affine_rows(self.net, layer, pts, units, self.vu, self.vdb, self.vn) @ self.T
-        plo, phi = blocks.pattern_change_bounds(self.net.z0[layer][pts, units], self.net.active[layer][pts, units],
+        aff = lr.affine_rows(self.net, layer, pts, units, self.vu, self.vdb, self.vn) @ self.T
+        plo, phi = nw.pattern_change_bounds(self.net.z0[layer][pts, units], self.net.active[layer][pts, units],
                                                 self.spec.pattern_eps)
         self.lazy_rows.append(aff.tocsr()); self.lazy_lo.append(plo); self.lazy_hi.append(phi)
 
@@ -159,7 +160,7 @@ class _Master:
         minimises the slacks alone; phase 2 fixes them at 0 and minimises the real objective.
         """
         e = r_sel.size
-        wb = blocks.weight_block(self.inputs_t, r_sel, j_sel, self.net.rows.size)
+        wb = lr.weight_block(self.inputs_t, r_sel, j_sel, self.net.rows.size)
         n_rows_fixed = self.A_fixed.shape[0]
         wb = sp.vstack([wb, sp.csc_matrix((n_rows_fixed - wb.shape[0], e))])
         parts = [self.A_fixed] + self.lazy_rows
@@ -221,7 +222,7 @@ def _resolve_backend(solver: str, n_vars: int, n_rows: int) -> str:
     return choose_backend(proxy, "auto")
 
 
-def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", options: SolveOptions | None = None,
+def solve_colgen(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None,
                  per_round: int | None = None) -> LPSolution:
     """Exact optimum of the repair LP by two-phase column generation over dW (see module doc)."""
     options = options or SolveOptions()
@@ -284,9 +285,9 @@ def solve_colgen(spec: LPSpec, net: blocks.Network, solver: str = "auto", option
             epi = np.r_[epi, new]
             added_rows += new.size
         if net.n_layers > 2:  # lazy pattern rows of layers 1..L-2
-            dz = blocks.propagate(net, u, db)
+            dz = nw.propagate(net, u, db)
             for layer in range(1, net.n_layers - 1):
-                lo, hi = blocks.pattern_change_bounds(net.z0[layer], net.active[layer], spec.pattern_eps)
+                lo, hi = nw.pattern_change_bounds(net.z0[layer], net.active[layer], spec.pattern_eps)
                 pts, units = np.nonzero((dz[layer - 1] < lo - ROW_TOL) | (dz[layer - 1] > hi + ROW_TOL))
                 n_before = len(master.lazy_keys)
                 master.add_pattern_rows(layer, pts, units)

@@ -1,6 +1,6 @@
-"""Best-effort repair when no repair of all edit points exists (``--on-infeasible max-fixed``).
+"""The max-fixed MILP (``--on-infeasible max-fixed``, step 1; methods/maxfixed.py runs step 2).
 
-Step 1, a MILP: the repair LP's variables and rows (``blocks``), plus one binary z_i per edit point;
+Step 1, a MILP: the repair LP's variables and rows (``rows``), plus one binary z_i per edit point;
 maximise sum_i z_i. Point i's margin rows AND its activation-pattern rows are relaxed by big-M when
 z_i = 0: a point the repair gives up on is dropped entirely, exactly as if it were not in the edit set,
 so the optimum is the largest subset S whose repair LP is feasible (no tie-break term: step 2 picks the
@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
-from ..data import CLASS_NAMES
-from ..solvers import Problem, SolveOptions, Status, solve
-from . import blocks
-from .lp import LPSpec, solve_repair_lp
+from alexnet_repair.repair.lp import network as nw
+from alexnet_repair.repair.lp import rows as lr
+from alexnet_repair.repair.lp.spec import LPSpec
+from alexnet_repair.solvers import Problem, SolveOptions, Status, solve
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +58,7 @@ class MaxFixedSolution:
     message: str = ""
 
 
-def change_bounds(net: blocks.Network, bound: float) -> list[np.ndarray]:
+def change_bounds(net: nw.Network, bound: float) -> list[np.ndarray]:
     """Valid bounds D_l (N, out_l) on |dz_l| for every change in [-bound, bound] (see module doc); D_0 = U on R."""
     spec = net.spec
     u_max = bound * (np.abs(spec.inputs).sum(1) + 1.0)                  # (N,)
@@ -82,14 +81,14 @@ def _relaxed(a: sp.csr_matrix, lo: np.ndarray, g_max: np.ndarray, pts: np.ndarra
     return (a + zpart).tocsr(), lo[keep] - m
 
 
-def encode_max_fixed(spec: LPSpec, net: blocks.Network | None = None):
+def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
     """The MILP of the module doc. Returns (Problem, decode, z) with decode(x) -> (dW, [db_0, ..]) and z (N,)
     the binary columns."""
-    net = net or blocks.original_network(spec)
+    net = net or nw.original_network(spec)
     n_pts, n_in = spec.inputs.shape
     n_layers, n_r, n_cls = net.n_layers, net.rows.size, spec.weights[-1].shape[0]
     dmax = change_bounds(net, spec.param_bound)
-    cols = blocks.Layout()
+    cols = lr.Layout()
     dw = cols.add("dW", (n_r, n_in))
     db = [cols.add("db0", (n_r,))] + [cols.add(f"db{l}", (spec.weights[l].shape[0],)) for l in range(1, n_layers)]
     u = cols.add("u", (n_pts, n_r))
@@ -108,7 +107,7 @@ def encode_max_fixed(spec: LPSpec, net: blocks.Network | None = None):
 
     # u[i, r] - sum_j a_ij dW[r, j] - db_0[r] = 0
     r_sel, j_sel = np.divmod(np.arange(n_r * n_in), n_in)
-    a_dw = blocks.weight_block(sp.csr_matrix(spec.inputs.T), r_sel, j_sel, n_r)
+    a_dw = lr.weight_block(sp.csr_matrix(spec.inputs.T), r_sel, j_sel, n_r)
     n_def = n_pts * n_r
     ar = np.arange(n_def)
     eq = sp.hstack([a_dw, sp.csc_matrix((n_def, n - n_r * n_in))]).tocsr()
@@ -117,7 +116,7 @@ def encode_max_fixed(spec: LPSpec, net: blocks.Network | None = None):
     a_rows, r_lo, r_hi = [eq], [np.zeros(n_def)], [np.zeros(n_def)]
 
     def add_pattern(g: sp.csr_matrix, layer: int, g_max: np.ndarray, pts: np.ndarray, units: np.ndarray):
-        plo, phi = blocks.pattern_change_bounds(net.z0[layer][pts, units], net.active[layer][pts, units],
+        plo, phi = nw.pattern_change_bounds(net.z0[layer][pts, units], net.active[layer][pts, units],
                                                 spec.pattern_eps)
         for sign, bnd in ((1.0, plo), (-1.0, -phi)):  # dz >= plo;  -dz >= -phi
             a, rlo = _relaxed(g, bnd, g_max, pts, z, sign)
@@ -132,7 +131,7 @@ def encode_max_fixed(spec: LPSpec, net: blocks.Network | None = None):
     for layer in range(1, n_layers):
         width = spec.weights[layer].shape[0]
         pts, units = np.divmod(np.arange(n_pts * width), width)
-        aff = blocks.affine_rows(net, layer, pts, units, u, db, n)
+        aff = lr.affine_rows(net, layer, pts, units, u, db, n)
         if layer == n_layers - 1:  # v = dz of the logits
             a_rows.append(sp.csr_matrix((np.ones(pts.size), (np.arange(pts.size), v.ravel())), shape=aff.shape)
                           - aff)
@@ -140,7 +139,7 @@ def encode_max_fixed(spec: LPSpec, net: blocks.Network | None = None):
             r_hi.append(np.zeros(pts.size))
         else:
             add_pattern(aff, layer, dmax[layer][pts, units], pts, units)
-    m_a, m_lo, m_pts = blocks.margin_rows(v, None, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, n)
+    m_a, m_lo, m_pts = lr.margin_rows(v, None, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, n)
     others = np.array([[j for j in range(n_cls) if j != t] for t in range(n_cls)])[spec.targets].ravel()
     g_max = dmax[-1][m_pts, spec.targets[m_pts]] + dmax[-1][m_pts, others]
     a, rlo = _relaxed(m_a, m_lo, g_max, m_pts, z, 1.0)
@@ -161,7 +160,7 @@ def encode_max_fixed(spec: LPSpec, net: blocks.Network | None = None):
     return problem, decode, z
 
 
-def points_fixed(net: blocks.Network, dW: np.ndarray, db: list[np.ndarray], tol: float = 1e-7) -> np.ndarray:
+def points_fixed(net: nw.Network, dW: np.ndarray, db: list[np.ndarray], tol: float = 1e-7) -> np.ndarray:
     """(N,) bool: the points whose margin and pattern rows hold (within ``tol``) at (dW, db), computed exactly."""
     spec = net.spec
     u = spec.inputs @ dW.T + db[0]
@@ -173,9 +172,9 @@ def points_fixed(net: blocks.Network, dW: np.ndarray, db: list[np.ndarray], tol:
     else:
         full = np.zeros((u.shape[0], spec.weights[0].shape[0]))
         full[:, net.rows] = u
-        dz = [full] + blocks.propagate(net, u, db)
+        dz = [full] + nw.propagate(net, u, db)
         for l in range(net.n_layers - 1):
-            plo, phi = blocks.pattern_change_bounds(net.z0[l], net.active[l], spec.pattern_eps)
+            plo, phi = nw.pattern_change_bounds(net.z0[l], net.active[l], spec.pattern_eps)
             ok &= ((dz[l] >= plo - tol) & (dz[l] <= phi + tol)).all(1)
     y = net.z0[-1] + dz[-1]
     target = y[np.arange(len(y)), spec.targets]
@@ -186,7 +185,7 @@ def points_fixed(net: blocks.Network, dW: np.ndarray, db: list[np.ndarray], tol:
 def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None) -> MaxFixedSolution:
     """Solve the MILP: the largest set of points a repair within the bound can fix (time limit: best incumbent)."""
     t0 = time.perf_counter()
-    net = blocks.original_network(spec)
+    net = nw.original_network(spec)
     problem, decode, z = encode_max_fixed(spec, net)
     build = time.perf_counter() - t0
     log.info("max-fixed MILP: %d vars (%d binary), %d rows, %d nnz (built in %.2fs)",
@@ -204,69 +203,3 @@ def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions |
         log.info("max-fixed MILP %s: %d points claimed, %d hold exactly, bound %s, gap %s", res.status.value,
                  out.claimed, int(out.fixed.sum()), out.bound, out.gap)
     return out
-
-
-def repair_max_fixed(model, images, labels, config, rows, spec: LPSpec, result, device="cpu") -> None:
-    """Fill ``result`` (a RepairResult whose LP was infeasible) with the best-effort repair of the largest
-    fixable subset: status "partial" with a verified model, or why there is none."""
-    from .engine import apply_solution, verify
-
-    options = SolveOptions(algorithm="auto", threads=config.threads, time_limit=config.time_limit)
-    milp = max_fixed_subset(spec, config.solver, options)
-    result.build_time += milp.build_time
-    result.solve_time += milp.solve_time
-    result.n_solves += 1
-    result.details = {"milp_status": milp.status.value, "milp_claimed": milp.claimed, "milp_bound": milp.bound,
-                      "milp_gap": milp.gap, "milp_nodes": milp.nodes, "milp_time": milp.solve_time,
-                      "milp_vars": milp.n_vars, "milp_rows": milp.n_rows, "milp_nnz": milp.nnz,
-                      "milp_solver": f"{milp.backend} {milp.backend_version}".strip()}
-    if milp.fixed is None:
-        result.status = "time_limit" if milp.status == Status.TIME_LIMIT else "error"
-        result.message = (f"max-fixed MILP found no solution ({milp.message or milp.status.value})"
-                          + (f" within the time limit ({config.time_limit} s)" if config.time_limit else ""))
-        return
-    labels_np = np.asarray(labels)
-    lp_options = SolveOptions(algorithm=config.algorithm, threads=config.threads, time_limit=config.time_limit)
-    candidates = sorted({tuple(np.flatnonzero(m)) for m in (milp.chosen, milp.fixed)}, key=len, reverse=True)
-    sol, keep = None, np.zeros(0, dtype=np.int64)
-    for cand in candidates:
-        keep = np.asarray(cand, dtype=np.int64)
-        if keep.size == 0:
-            break
-        sub = replace(spec, inputs=spec.inputs[keep], targets=spec.targets[keep])
-        sol = solve_repair_lp(sub, solver=config.solver, options=lp_options, formulation=config.formulation)
-        result.build_time += sol.build_time
-        result.solve_time += sol.solve_time
-        result.n_solves += sol.n_solves
-        if sol.status == Status.OPTIMAL and sol.dW is not None:
-            break
-        log.warning("LP on %d candidate points: %s", keep.size, sol.status.value)
-    if keep.size and (sol.status != Status.OPTIMAL or sol.dW is None):
-        result.status = "time_limit" if sol.status == Status.TIME_LIMIT else "error"
-        result.message = f"the LP on the {keep.size} fixable images did not solve: {sol.message or sol.status.value}"
-        return
-    unfixed = np.setdiff1d(np.arange(len(labels_np)), keep)
-    result.fixed_count = int(keep.size)
-    result.unfixable_indices = unfixed.tolist()
-    result.unfixable_labels = labels_np[unfixed].tolist()
-    proven = milp.bound is not None and np.floor(milp.bound + 1e-6) <= keep.size
-    result.details["proven_maximum"] = bool(proven)
-    if keep.size == 0:
-        result.status = "infeasible"
-        result.message = (f"no edit image can be fixed within --param-bound {config.param_bound} and --margin "
-                          f"{config.margin} on {config.layer}")
-        return
-    result.objective = sol.objective
-    repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
-    check = verify(model, repaired, images, labels, config, rows, device, required=torch.as_tensor(keep))
-    result.verification = check
-    if not check.ok:
-        result.status = "verify_failed"
-        result.message = "repaired model failed verification on the fixable subset: " + "; ".join(check.reasons)
-        return
-    result.status, result.model = "partial", repaired
-    unfix = ", ".join(f"{i} ({CLASS_NAMES[c]})" for i, c in zip(result.unfixable_indices[:10], result.unfixable_labels))
-    more = " ..." if len(result.unfixable_indices) > 10 else ""
-    result.message = (f"{keep.size} of {len(labels_np)} edit images fixed (the "
-                      f"{'proven maximum' if proven else f'best found, at most {milp.bound} fixable'}); not fixed: "
-                      f"{unfix}{more}")

@@ -1,4 +1,4 @@
-"""Structured normal equations ``A diag(theta) A^T y = r`` for the IPM (ipm.py).
+"""Structured normal equations ``A diag(theta) A^T y = r`` for the IPM (mehrotra.py).
 
 Columns of A: W = weight changes, never materialised: W+[r, j] (n_r, d) then W-[r, j], with
 -a[i, j] / +a[i, j] in row i * n_r + r (the D rows, first n_D = N * n_r rows); ``a`` includes

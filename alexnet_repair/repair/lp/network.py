@@ -1,0 +1,116 @@
+"""The original network at the edit points, and how its pre-activations and logits change with the
+LP's variables once the ReLU patterns are fixed (pure numpy).
+
+Notation (ARCHITECTURE.md, "The repair LP"): the edited layers are k..m, here numbered
+locally l = 0..L-1 (l = 0 is the edited layer k, l = L-1 the logits). ``R`` = editable rows
+of layer k. Per edit point i:
+
+* ``u_i`` (|R|,) = change of the pre-activation of layer k on rows R = dW a_i + db_0[R];
+* with the ReLU patterns fixed to the original network's, the change of every later
+  pre-activation is affine in (u_i, db_1, ..., db_l):
+  dz_l,i = C_l,i u_i + sum_{l' <= l} D_l,l',i db_l'   (``sensitivity``);
+* ``v_i`` (C,) = dz_{L-1},i = change of the logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from alexnet_repair.repair.lp.spec import LPSpec, objective_terms
+
+
+@dataclass
+class Network:
+    """The original network at the N edit points, float64.
+
+    z0[l]: (N, out_l) pre-activations of local layer l (z0[-1] = logits);
+    active[l]: bool (N, out_l), ReLU after layer l active (z0 > 0), l = 0..L-2;
+    rows: sorted editable rows R of layer 0.
+    """
+
+    spec: LPSpec
+    rows: np.ndarray
+    z0: list[np.ndarray]
+    active: list[np.ndarray]
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.spec.weights)
+
+
+def original_network(spec: LPSpec) -> Network:
+    a = np.asarray(spec.inputs, dtype=np.float64)
+    z0, active = [], []
+    for l, (w, b) in enumerate(zip(spec.weights, spec.biases)):
+        z = a @ w.T + b
+        z0.append(z)
+        if l < len(spec.weights) - 1:
+            active.append(z > 0)
+            a = np.maximum(z, 0.0)
+    rows = np.arange(spec.weights[0].shape[0]) if spec.rows is None else np.asarray(spec.rows)
+    return Network(spec, rows, z0, active)
+
+
+def pattern_change_bounds(z0: np.ndarray, active: np.ndarray, eps: float):
+    """Bounds (lo, hi) on the change dz that keep the pattern: active units stay >= min(eps, z0),
+    inactive units stay <= max(-eps, z0) (the original point dz = 0 is always allowed)."""
+    lo = np.where(active, np.minimum(eps, z0) - z0, -np.inf)
+    hi = np.where(active, np.inf, np.maximum(-eps, z0) - z0)
+    return lo, hi
+
+
+def sensitivity(net: Network, layer: int, points: np.ndarray, units: np.ndarray):
+    """Coefficients of dz_layer[points, units] (n entries) in the LP variables.
+
+    Returns (coef_u (n, |R|), coef_db) with coef_db[l] (n, out_l) for 1 <= l < layer
+    (the own bias db_layer enters with coefficient 1 on its unit). ``layer`` >= 1.
+    Cost: n x sum_l out_l x out_{l-1} flops; use it on row subsets for wide layers.
+    """
+    w = net.spec.weights
+    g = w[layer][units]  # d z_layer / d h_{layer-1}: (n, out_{layer-1})
+    coef_db = {}
+    for l in range(layer - 1, -1, -1):
+        g = g * net.active[l][points]  # d z_layer / d z_l
+        if l == 0:
+            return g[:, net.rows], coef_db
+        coef_db[l] = g
+        g = g @ w[l]
+    raise AssertionError("unreachable")
+
+
+def propagate(net: Network, u: np.ndarray, dbs: list[np.ndarray]) -> list[np.ndarray]:
+    """Exact changes dz_l (N, out_l), l = 1..L-1, of the pattern-fixed network for values
+    u (N, |R|) and dbs[l] (out_l,) (dbs[0] unused). Returns [dz_1, ..., dz_{L-1}]."""
+    w = net.spec.weights
+    h = np.zeros((u.shape[0], w[0].shape[0]))
+    h[:, net.rows] = u * net.active[0][:, net.rows]
+    out = []
+    for l in range(1, net.n_layers):
+        dz = h @ w[l].T + dbs[l]
+        out.append(dz)
+        if l < net.n_layers - 1:
+            h = dz * net.active[l]
+    return out
+
+
+def output_changes(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> np.ndarray:
+    """Logit changes v (N, C) of the pattern-fixed network for the parameter changes (float64)."""
+    spec = net.spec
+    u = spec.inputs @ dW.T + db[0]
+    if net.n_layers == 1:
+        v = np.zeros((u.shape[0], spec.weights[0].shape[0]))
+        v[:, net.rows] = u
+        return v
+    return propagate(net, u, db)[-1]
+
+
+def objective_value(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> float:
+    """The requested objective of ``net.spec`` at (dW, db), recomputed from the parameters."""
+    terms = objective_terms(net.spec)
+    parts = [dW.ravel()] + [b.ravel() for b in db]
+    if terms.outputs:
+        parts.append(output_changes(net, dW, db).ravel())
+    d = np.abs(np.concatenate(parts))
+    return float(terms.w_inf * d.max(initial=0.0) + terms.w_l1 * d.sum())

@@ -1,0 +1,112 @@
+"""The APRNN repair LP: problem spec, solution, the straightforward reference encoding and
+the entry point :func:`solve_repair_lp` (pure numpy / scipy; no torch).
+
+The LP (ARCHITECTURE.md, "The repair LP"), layers k..m numbered locally 0..L-1:
+variables dW (rows R of W_k), db_k[R], db_j (j > k), each in [-B, B]; the ReLU patterns
+after every layer >= k fixed to the original network's; logits y_i; margin rows
+y_i[t_i] - y_i[c] >= margin; objective over d = (all logit changes, all parameter changes):
+
+* ``linf+l1n`` (default, APRNN): ||d||_inf + ||d||_1 / len(d)
+* ``l1``: ||d||_1;  ``linf``: ||d||_inf
+* ``params-only``: ||p||_inf + ||p||_1 / len(p) over the parameter changes p only.
+
+Safety settings (so that the float32-rounded saved model verifies): the LP uses
+``margin + margin_slack``, parameter bound ``param_bound - bound_slack`` and pattern rows
+that keep active units >= min(pattern_eps, z0) and inactive ones <= max(-pattern_eps, z0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alexnet_repair.errors import UsageError
+from alexnet_repair.solvers.base import SolveResult, Status
+
+OBJECTIVES = ("linf+l1n", "l1", "linf", "params-only")
+FORMULATIONS = ("auto", "straightforward", "colgen", "ipm")
+
+
+@dataclass
+class LPSpec:
+    """One repair problem. Shapes: N points, layer k has in_k inputs; weights[l] (out_l, in_l)."""
+
+    inputs: np.ndarray  # (N, in_k) float64: input a_i of the edited layer k
+    targets: np.ndarray  # (N,) int64 target labels
+    weights: list[np.ndarray]  # [W_k, ..., W_m], ReLU between consecutive layers
+    biases: list[np.ndarray]  # [b_k, ..., b_m]
+    rows: np.ndarray | None = None  # editable rows R of W_k / b_k; None = all
+    param_bound: float = 5.0  # B: every parameter change in [-B, B]
+    margin: float = 2.0  # y[t] - y[c] >= margin for every c != t
+    objective: str = "linf+l1n"
+    margin_slack: float = 1e-4  # the LP asks for margin + margin_slack (float32 rounding headroom)
+    bound_slack: float = 1e-5  # the LP bounds changes by param_bound - bound_slack
+    pattern_eps: float = 1e-4  # kept distance of hidden pre-activations from 0 (see module doc)
+
+    def __post_init__(self) -> None:
+        self.inputs = np.asarray(self.inputs, dtype=np.float64)
+        self.targets = np.asarray(self.targets, dtype=np.int64)
+        self.weights = [np.asarray(w, dtype=np.float64) for w in self.weights]
+        self.biases = [np.asarray(b, dtype=np.float64) for b in self.biases]
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        if self.inputs.ndim != 2 or self.inputs.shape[1] != self.weights[0].shape[1]:
+            raise UsageError(f"inputs {self.inputs.shape} do not fit layer weights {self.weights[0].shape}")
+        if self.targets.shape != (self.inputs.shape[0],):
+            raise UsageError(f"targets {self.targets.shape} do not match {self.inputs.shape[0]} inputs")
+        n_classes = self.weights[-1].shape[0]
+        if self.targets.size and (self.targets.min() < 0 or self.targets.max() >= n_classes):
+            raise UsageError(f"target labels must lie in 0..{n_classes - 1}")
+        if self.rows is not None:
+            self.rows = np.unique(np.asarray(self.rows, dtype=np.int64))
+            if self.rows.size == 0 or self.rows[0] < 0 or self.rows[-1] >= self.weights[0].shape[0]:
+                raise UsageError(f"editable rows must be a non-empty subset of 0..{self.weights[0].shape[0] - 1}")
+        if self.param_bound <= self.bound_slack:
+            raise UsageError(f"param_bound {self.param_bound} must exceed bound_slack {self.bound_slack}")
+
+    @property
+    def bound(self) -> float:
+        """The bound on every change used inside the LP."""
+        return self.param_bound - self.bound_slack
+
+
+@dataclass
+class LPSolution:
+    status: Status
+    dW: np.ndarray | None  # (|R|, in_k) change of the rows R of W_k
+    db: list[np.ndarray] | None  # [db_k (|R|,), db_{k+1} (out_{k+1},), ..., db_m]
+    objective: float | None  # the requested objective at the solution (LP scale)
+    solve: SolveResult | None  # the last solve
+    build_time: float
+    solve_time: float
+    formulation: str
+    n_vars: int  # size of the largest LP solved
+    n_rows: int
+    nnz: int
+    message: str = ""
+    n_solves: int = 0
+    iterations: dict = field(default_factory=dict)  # summed over all solves
+
+
+@dataclass
+class ObjectiveTerms:
+    """Weights of the objective: w_inf * ||d||_inf + w_l1 * ||d||_1; d includes the logit changes iff outputs."""
+
+    outputs: bool
+    w_inf: float
+    w_l1: float
+    length: int
+
+
+def objective_terms(spec: LPSpec) -> ObjectiveTerms:
+    n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
+    n_r = spec.weights[0].shape[0] if spec.rows is None else spec.rows.size
+    n_params = n_r * (spec.inputs.shape[1] + 1) + sum(w.shape[0] for w in spec.weights[1:])
+    n_all = n_params + n_pts * n_cls
+    return {
+        "linf+l1n": ObjectiveTerms(True, 1.0, 1.0 / n_all, n_all),
+        "l1": ObjectiveTerms(True, 0.0, 1.0, n_all),
+        "linf": ObjectiveTerms(True, 1.0, 0.0, n_all),
+        "params-only": ObjectiveTerms(False, 1.0, 1.0 / n_params, n_params),
+    }[spec.objective]

@@ -1,0 +1,106 @@
+"""What a repair is asked (:class:`RepairConfig`) and what it reports (:class:`RepairResult`,
+:class:`Verification`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from alexnet_repair.errors import UsageError
+from alexnet_repair.model import AlexNet, resolve_layer
+from alexnet_repair.repair.lp.spec import OBJECTIVES
+
+# "partial": a verified model that fixes only some edit images (max-fixed, or fine-tuning below 100% efficacy)
+STATUSES = ("success", "partial", "infeasible", "time_limit", "verify_failed", "error")
+
+
+@dataclass
+class RepairConfig:
+    layer: str = "classifier.6"      # classifier Linear layer to edit (classifier.1 / .4 / .6)
+    rows: str | None = None          # editable output rows of that layer: None = all, "a:b", "i,j,k", or a count N
+    param_bound: float = 5.0         # every parameter change in [-B, B]
+    margin: float = 2.0              # logit[target] - logit[other] >= margin on every edit image
+    objective: str = "linf+l1n"      # see repair.lp.OBJECTIVES
+    solver: str = "auto"             # auto / highs / gurobi
+    algorithm: str = "auto"          # solver algorithm (see solvers.SolveOptions)
+    formulation: str = "auto"        # see repair.lp.FORMULATIONS
+    time_limit: float | None = None  # seconds for the whole solve
+    threads: int | None = None       # solver threads
+    method: str = "aprnn"            # "aprnn" (the provable LP repair) or "ft" (fine-tuning baseline)
+    on_infeasible: str = "fail"      # "fail", or "max-fixed": repair the largest fixable subset (MILP)
+
+    def validate(self) -> None:
+        self.layer = resolve_layer(self.layer)
+        if not np.isfinite(self.param_bound) or self.param_bound <= 0:
+            raise UsageError(f"--param-bound must be a positive number (got {self.param_bound})")
+        if not np.isfinite(self.margin) or self.margin < 0:
+            raise UsageError(f"--margin must be >= 0 (got {self.margin})")
+        if self.objective not in OBJECTIVES:
+            raise UsageError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if self.method not in ("aprnn", "ft"):
+            raise UsageError(f"unknown method {self.method!r}: choose aprnn or ft")
+        if self.on_infeasible not in ("fail", "max-fixed"):
+            raise UsageError(f"unknown --on-infeasible {self.on_infeasible!r}: choose fail or max-fixed")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise UsageError("--time-limit must be positive")
+
+
+@dataclass
+class Verification:
+    ok: bool
+    correct: int                 # edit images predicted as their target by the float32 model
+    total: int
+    min_margin: float            # smallest logit[target] - max other logit (float32)
+    max_abs_change: float        # largest |new - old| over all parameters
+    within_bound: bool
+    untouched_identical: bool    # every parameter outside the editable set bit-identical
+    pattern_flips: int           # hidden units after the edited layer whose ReLU state changed (|z0| > tol)
+    reasons: list[str] = field(default_factory=list)
+    fixed: int = 0               # edit images predicted as their target with at least the margin (of all ``total``)
+    required: int = 0            # edit images the repair had to fix (all, or max-fixed's subset); min_margin is theirs
+
+    @property
+    def efficacy(self) -> float:
+        return 100.0 * self.correct / self.total if self.total else float("nan")
+
+
+@dataclass
+class RepairResult:
+    status: str                  # one of STATUSES
+    message: str
+    config: RepairConfig
+    model: AlexNet | None = None           # the repaired float32 model (only when status == "success")
+    verification: Verification | None = None
+    rows: list[int] | None = None          # editable rows actually used
+    objective: float | None = None
+    build_time: float = 0.0                # seconds: features + encoding (everything but the solver)
+    solve_time: float = 0.0                # seconds in the solver
+    total_time: float = 0.0
+    solver: str = ""
+    solver_version: str = ""
+    formulation: str = ""
+    iterations: dict = field(default_factory=dict)
+    n_vars: int = 0
+    n_rows: int = 0
+    nnz: int = 0
+    n_solves: int = 0
+    fixed_count: int | None = None               # edit images the returned model fixes (with the margin)
+    unfixable_indices: list[int] | None = None   # positions in the edit set it does not fix (max-fixed: proven
+    unfixable_labels: list[int] | None = None    #   unfixable within the bound when mip_gap == 0), and their targets
+    details: dict = field(default_factory=dict)  # method-specific: FT steps/loss, the MILP's count, bound and gap
+
+    @property
+    def success(self) -> bool:
+        return self.status == "success"
+
+    def record(self) -> dict:
+        """Everything but the model, as plain values for JSON / CSV."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("model", "verification", "config")}
+        out["config"] = asdict(self.config)
+        out["success"] = self.success
+        if self.verification is not None:
+            out["verification"] = asdict(self.verification)
+            out.update(efficacy=self.verification.efficacy, min_margin=self.verification.min_margin,
+                       max_abs_change=self.verification.max_abs_change)
+        return out
