@@ -8,13 +8,10 @@ from pathlib import Path
 
 from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, device_from, script_main,
                                 setup_logging)
-from alexnet_repair.provenance import versions
 from alexnet_repair.data import load_split
 from alexnet_repair.errors import UsageError
-from alexnet_repair.fileio import write_json
-from alexnet_repair.model import save_checkpoint, small_alexnet
 from alexnet_repair.paths import path_for
-from alexnet_repair.training import TrainConfig, init_for_training, train
+from alexnet_repair.training import TrainConfig, train_base_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,21 +50,16 @@ def main(argv=None) -> int:
         train_split = train_split.head(args.limit)
     if args.width_scale < 1:
         raise UsageError("--width-scale must be >= 1")
-    model = small_alexnet(args.width_scale)
     config = TrainConfig(args.epochs, args.batch_size, args.lr, args.seed)
     print(f"training AlexNet on {train_split.dataset}/train ({len(train_split)} images), "
           f"{config.epochs} epochs on {device}", file=sys.stderr)
-    result = train(model, train_split, test_split, config, device, progress=not args.quiet)
-    save_checkpoint(model.cpu(), output)
+    record = train_base_model(output, train_split, test_split, config, args.width_scale, device,
+                              progress=not args.quiet)
     sidecar = output.with_suffix(".json")
-    write_json(sidecar, {"checkpoint": str(output), "dataset": train_split.dataset, "data_source": train_split.source,
-                         "arch": model.arch(), "config": vars(config), "train_accuracy": result.train_accuracy,
-                         "test_accuracy": result.test_accuracy, "epoch_losses": result.epoch_losses,
-                         "seconds": result.seconds, "device": str(device), "versions": versions()})
     print(f"dataset         {train_split.dataset}")
-    print(f"train accuracy  {result.train_accuracy:.2f}%")
-    print(f"test accuracy   {result.test_accuracy:.2f}%")
-    print(f"time            {result.seconds:.1f} s")
+    print(f"train accuracy  {record['train_accuracy']:.2f}%")
+    print(f"test accuracy   {record['test_accuracy']:.2f}%")
+    print(f"time            {record['seconds']:.1f} s")
     print(f"wrote           {output} and {sidecar}")
     return 0
 

@@ -17,7 +17,7 @@ import itertools
 import json
 import logging
 from argparse import Namespace
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,7 @@ from .editsets import SWEEP_TYPES, parse_sweep_type
 from .errors import UsageError
 from .evaluate import Predictions, predict
 from .featcache import FeatureCache, classifier_stop
-from .fileio import write_json
-from .model import file_sha256, load_checkpoint, resolve_layer, save_checkpoint
+from .model import file_sha256, load_checkpoint, resolve_layer
 from .paths import path_for, safe_name
 from .provenance import versions
 from .repair import RepairConfig
@@ -278,24 +277,15 @@ def ensure_base_model(path, dataset: str, data_dir="data", download=True, device
 
     Returns the sidecar record of a freshly trained model, None when ``path`` already existed.
     """
-    from .model import small_alexnet
-    from .training import TrainConfig, train
+    from .training import TrainConfig, train_base_model
 
     path = Path(path)
     if path.exists():
         return None
     train_split = load_split(dataset, "train", data_dir, download=download)
     test_split = load_split(dataset, "test", data_dir, download=download)
-    model, config = small_alexnet(width_scale), TrainConfig()
-    result = train(model, train_split, test_split, config, device, progress=progress)
-    save_checkpoint(model.cpu(), path)
-    sidecar = {"checkpoint": str(path), "dataset": train_split.dataset, "data_source": train_split.source,
-               "arch": model.arch(), "config": asdict(config), "train_accuracy": result.train_accuracy,
-               "test_accuracy": result.test_accuracy, "epoch_losses": result.epoch_losses,
-               "seconds": result.seconds, "device": str(device), "trained_by": "experiment_runner",
-               "versions": versions()}
-    write_json(path.with_suffix(".json"), sidecar)
-    return sidecar
+    return train_base_model(path, train_split, test_split, TrainConfig(), width_scale, device, progress,
+                            trained_by="experiment_runner")
 
 
 def summary_table(rows: list[dict]) -> str:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from .data import Split
 from .evaluate import predict
+from .fileio import write_json
+from .model import save_checkpoint, small_alexnet
+from .provenance import versions
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +79,21 @@ def train(model: torch.nn.Module, train_split: Split, test_split: Split, config:
     train_acc = predict(model, train_split, device, progress=progress, desc="train acc").accuracy()
     test_acc = predict(model, test_split, device, progress=progress, desc="test acc").accuracy()
     return TrainResult(train_acc, test_acc, losses, time.perf_counter() - start)
+
+
+def train_base_model(path, train_split: Split, test_split: Split, config: TrainConfig, width_scale: int = 1,
+                     device="cpu", progress: bool = True, **extra) -> dict:
+    """Train a fresh AlexNet (He init, seeded by ``config.seed``), save it at ``path`` and its sidecar JSON beside it.
+
+    Returns the sidecar record (``extra`` keys are added to it, e.g. who trained it).
+    """
+    model = small_alexnet(width_scale)
+    init_for_training(model, config.seed)
+    result = train(model, train_split, test_split, config, device, progress=progress)
+    save_checkpoint(model.cpu(), path)
+    record = {"checkpoint": str(path), "dataset": train_split.dataset, "data_source": train_split.source,
+              "arch": model.arch(), "config": asdict(config), "train_accuracy": result.train_accuracy,
+              "test_accuracy": result.test_accuracy, "epoch_losses": result.epoch_losses,
+              "seconds": result.seconds, "device": str(device), **extra, "versions": versions()}
+    write_json(Path(path).with_suffix(".json"), record)
+    return record
