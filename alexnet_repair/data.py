@@ -184,8 +184,3 @@ def _shifted(images: np.ndarray, rng: np.random.Generator, max_shift: int = 4) -
         img = np.roll(img, tuple(shifts[i]), axis=(0, 1))
         out[i] = img[:, ::-1] if flips[i] else img
     return out
-
-
-def describe(split: Split) -> str:
-    """How a split is named in printed tables and saved files ("synthetic" stays visible)."""
-    return f"{split.dataset}/{split.split} ({len(split)} images)"

@@ -23,7 +23,6 @@ from .errors import CheckpointError, UsageError
 from .fileio import atomic_write_bytes
 
 NUM_CLASSES = 10
-INPUT_SIZE = 64
 CANONICAL_CHANNELS = (64, 192, 384, 256, 256)
 CANONICAL_HIDDEN = 4096
 CLASSIFIER_LINEARS = ("classifier.1", "classifier.4", "classifier.6")
@@ -157,11 +156,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def linear_layers(model: AlexNet) -> dict[str, nn.Linear]:
-    """The classifier's Linear layers by name, in order: classifier.1, classifier.4, classifier.6."""
-    return {name: model.get_submodule(name) for name in CLASSIFIER_LINEARS}
 
 
 def resolve_layer(name: str | int) -> str:

@@ -114,12 +114,6 @@ def fitted_state(cifar_train):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.fixture(scope="session")
-def _fitted_state(fitted_state):
-    """The earlier name of ``fitted_state`` (tests/test_experiments.py uses it)."""
-    return fitted_state
-
-
 @pytest.fixture
 def fitted_model(fitted_state):
     model = small_alexnet(scale=16, seed=0)

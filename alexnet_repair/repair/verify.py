@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from alexnet_repair.model import CLASSIFIER_LINEARS, AlexNet
+from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair.lp.spec import LPSpec
+from alexnet_repair.repair.lp.spec import margins as lp_margins
 from alexnet_repair.repair.types import RepairConfig, Verification
 
 
@@ -32,9 +34,7 @@ def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfi
     logits = repaired.to(device)(images.to(device)).cpu()
     repaired.cpu()
     labels = torch.as_tensor(labels, dtype=torch.long)
-    target = logits.gather(1, labels[:, None])[:, 0]
-    others = logits.scatter(1, labels[:, None], float("-inf")).max(1).values
-    margins = target - others
+    margins = margins_of(logits, labels)
     hit = logits.argmax(1) == labels
     correct = int(hit.sum())
     fixed = int((hit & (margins >= config.margin)).sum())
@@ -153,10 +153,7 @@ def check_solution(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], pattern_t
     z_new = forward32(spec.inputs, ws, bs)
     y = z_new[-1].astype(np.float64)
     n = y.shape[0]
-    tgt = y[np.arange(n), spec.targets]
-    other = y.copy()
-    other[np.arange(n), spec.targets] = -np.inf
-    margins = tgt - other.max(1)
+    margins = lp_margins(y, spec.targets)
     changes = [np.abs(w.astype(np.float64) - w0.astype(np.float64)).max() for w, w0 in zip(ws[:1], ws0[:1])]
     changes += [np.abs(b.astype(np.float64) - b0.astype(np.float64)).max() for b, b0 in zip(bs, bs0)]
     max_change = float(max(changes))

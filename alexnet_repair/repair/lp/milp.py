@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp import rows as lr
-from alexnet_repair.repair.lp.spec import LPSpec
+from alexnet_repair.repair.lp.spec import LPSpec, margins, other_classes
 from alexnet_repair.solvers import Problem, SolveOptions, Status, solve
 
 log = logging.getLogger(__name__)
@@ -81,38 +81,26 @@ def _relaxed(a: sp.csr_matrix, lo: np.ndarray, g_max: np.ndarray, pts: np.ndarra
     return (a + zpart).tocsr(), lo[keep] - m
 
 
+# Over 60 lines: every block of the MILP shares the column layout and the big-M table built at its top.
 def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
     """The MILP of the module doc. Returns (Problem, decode, z) with decode(x) -> (dW, [db_0, ..]) and z (N,)
     the binary columns."""
     net = net or nw.original_network(spec)
-    n_pts, n_in = spec.inputs.shape
+    n_pts = spec.inputs.shape[0]
     n_layers, n_r, n_cls = net.n_layers, net.rows.size, spec.weights[-1].shape[0]
     dmax = change_bounds(net, spec.param_bound)
-    cols = lr.Layout()
-    dw = cols.add("dW", (n_r, n_in))
-    db = [cols.add("db0", (n_r,))] + [cols.add(f"db{l}", (spec.weights[l].shape[0],)) for l in range(1, n_layers)]
-    u = cols.add("u", (n_pts, n_r))
-    v = np.full((n_pts, n_cls), -1)
-    if n_layers == 1:
-        v[:, net.rows] = u
-    else:
-        v[:] = cols.add("v", (n_pts, n_cls))
-    z = cols.add("z", (n_pts,))
-    n = cols.n
+    cols = lr.repair_columns(net)
+    dw, db, u, v = cols.dw, cols.db, cols.u, cols.v
+    z = cols.layout.add("z", (n_pts,))
+    n = cols.layout.n
     lo, hi = np.full(n, -spec.bound), np.full(n, spec.bound)
     lo[u.ravel()], hi[u.ravel()] = -dmax[0][:, net.rows].ravel(), dmax[0][:, net.rows].ravel()
     if n_layers > 1:
         lo[v.ravel()], hi[v.ravel()] = -dmax[-1].ravel(), dmax[-1].ravel()
     lo[z], hi[z] = 0.0, 1.0
 
-    # u[i, r] - sum_j a_ij dW[r, j] - db_0[r] = 0
-    r_sel, j_sel = np.divmod(np.arange(n_r * n_in), n_in)
-    a_dw = lr.weight_block(sp.csr_matrix(spec.inputs.T), r_sel, j_sel, n_r)
-    n_def = n_pts * n_r
-    ar = np.arange(n_def)
-    eq = sp.hstack([a_dw, sp.csc_matrix((n_def, n - n_r * n_in))]).tocsr()
-    eq += sp.csr_matrix((np.r_[np.ones(n_def), -np.ones(n_def)], (np.r_[ar, ar], np.r_[u.ravel(),
-                        np.tile(db[0], n_pts)])), shape=(n_def, n))
+    eq = lr.u_definition_rows(net, cols, n)
+    n_def = eq.shape[0]
     a_rows, r_lo, r_hi = [eq], [np.zeros(n_def)], [np.zeros(n_def)]
 
     def add_pattern(g: sp.csr_matrix, layer: int, g_max: np.ndarray, pts: np.ndarray, units: np.ndarray):
@@ -140,7 +128,7 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
         else:
             add_pattern(aff, layer, dmax[layer][pts, units], pts, units)
     m_a, m_lo, m_pts = lr.margin_rows(v, None, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, n)
-    others = np.array([[j for j in range(n_cls) if j != t] for t in range(n_cls)])[spec.targets].ravel()
+    others = other_classes(spec.targets, n_cls).ravel()
     g_max = dmax[-1][m_pts, spec.targets[m_pts]] + dmax[-1][m_pts, others]
     a, rlo = _relaxed(m_a, m_lo, g_max, m_pts, z, 1.0)
     a_rows.append(a)
@@ -177,9 +165,7 @@ def points_fixed(net: nw.Network, dW: np.ndarray, db: list[np.ndarray], tol: flo
             plo, phi = nw.pattern_change_bounds(net.z0[l], net.active[l], spec.pattern_eps)
             ok &= ((dz[l] >= plo - tol) & (dz[l] <= phi + tol)).all(1)
     y = net.z0[-1] + dz[-1]
-    target = y[np.arange(len(y)), spec.targets]
-    y[np.arange(len(y)), spec.targets] = -np.inf
-    return ok & (target - y.max(1) >= spec.margin + spec.margin_slack - tol)
+    return ok & (margins(y, spec.targets) >= spec.margin + spec.margin_slack - tol)
 
 
 def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None) -> MaxFixedSolution:

@@ -6,10 +6,13 @@ the column-generation encoding and the max-fixed MILP share the same rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
 from alexnet_repair.repair.lp.network import Network, sensitivity
+from alexnet_repair.repair.lp.spec import other_classes
 
 
 class Layout:
@@ -31,6 +34,56 @@ class Layout:
 
     def __contains__(self, name: str) -> bool:
         return name in self.blocks
+
+
+@dataclass
+class RepairColumns:
+    """The repair LP's column layout, shared by every encoding: index arrays into one Layout.
+
+    dw (|R|, in_k) or None (column generation adds dW columns itself); db[l] (out_l,);
+    u (N, |R|) the pre-activation changes of the edited layer; v (N, C) the logit changes
+    (-1 where a logit cannot change: last layer, rows outside R; there v aliases u).
+    """
+
+    layout: Layout
+    dw: np.ndarray | None
+    db: list[np.ndarray]
+    u: np.ndarray
+    v: np.ndarray
+
+
+def repair_columns(net: Network, layout: Layout | None = None, with_dw: bool = True) -> RepairColumns:
+    """Add dW (optional), db_0..db_{L-1}, u and v (L > 1) to ``layout`` in that order."""
+    spec, layout = net.spec, layout or Layout()
+    n_pts, n_in = spec.inputs.shape
+    n_r, n_cls = net.rows.size, spec.weights[-1].shape[0]
+    dw = layout.add("dW", (n_r, n_in)) if with_dw else None
+    db = [layout.add("db0", (n_r,))] + [layout.add(f"db{l}", (spec.weights[l].shape[0],))
+                                         for l in range(1, net.n_layers)]
+    u = layout.add("u", (n_pts, n_r))
+    v = np.full((n_pts, n_cls), -1)
+    if net.n_layers == 1:
+        v[:, net.rows] = u
+    else:
+        v[:] = layout.add("v", (n_pts, n_cls))
+    return RepairColumns(layout, dw, db, u, v)
+
+
+def u_definition_rows(net: Network, cols: RepairColumns, n_cols: int) -> sp.csr_matrix:
+    """Rows ``u[i, r] - sum_j a_ij dW[r, j] - db_0[r] = 0`` (N * |R| of them, row i * |R| + r); the dW part
+    only when ``cols.dw`` is set."""
+    n_pts, n_in = net.spec.inputs.shape
+    n_r = net.rows.size
+    n_def = n_pts * n_r
+    ar = np.arange(n_def)
+    rows = sp.csr_matrix((np.r_[np.ones(n_def), -np.ones(n_def)], (np.r_[ar, ar], np.r_[cols.u.ravel(),
+                         np.tile(cols.db[0], n_pts)])), shape=(n_def, n_cols))
+    if cols.dw is not None:
+        r_sel, j_sel = np.divmod(np.arange(n_r * n_in), n_in)
+        a_dw = weight_block(sp.csr_matrix(net.spec.inputs.T), r_sel, j_sel, n_r)  # columns dW in row-major order
+        rows = rows + sp.hstack([sp.csc_matrix((n_def, cols.dw.ravel()[0])), a_dw,
+                                 sp.csc_matrix((n_def, n_cols - cols.dw.ravel()[0] - a_dw.shape[1]))]).tocsr()
+    return rows
 
 
 def affine_rows(net: Network, layer: int, points, units, u_idx, db_idx, n_cols: int) -> sp.csr_matrix:
@@ -88,7 +141,7 @@ def margin_rows(v_cols: np.ndarray, v_sign_cols: np.ndarray | None, targets: np.
     A MILP "max fixed" mode relaxes the rows of point i with ``+ M (1 - z_i)``.
     """
     n, c = y0.shape
-    others = np.array([[j for j in range(c) if j != t] for t in range(c)])[targets]  # (N, C-1)
+    others = other_classes(targets, c)  # (N, C-1)
     pts = np.repeat(np.arange(n), c - 1)
     tgt = np.repeat(targets, c - 1)
     oth = others.ravel()

@@ -110,3 +110,20 @@ def objective_terms(spec: LPSpec) -> ObjectiveTerms:
         "linf": ObjectiveTerms(True, 1.0, 0.0, n_all),
         "params-only": ObjectiveTerms(False, 1.0, 1.0 / n_params, n_params),
     }[spec.objective]
+
+
+def other_classes(targets: np.ndarray, n_cls: int) -> np.ndarray:
+    """(N, C-1) the classes other than each target, ascending: the order of the margin rows of a point."""
+    table = np.array([[j for j in range(n_cls) if j != t] for t in range(n_cls)], dtype=np.int64)
+    return table[np.asarray(targets, dtype=np.int64)].reshape(-1, n_cls - 1)
+
+
+def row_margins(y: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N, C-1) y[t_i] - y[c] for every other class c, in margin-row order."""
+    n = y.shape[0]
+    return y[np.arange(n), targets][:, None] - np.take_along_axis(y, other_classes(targets, y.shape[1]), 1)
+
+
+def margins(y: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N,) y[t_i] - the largest other y (numpy; evaluate.margins_of is the torch twin)."""
+    return row_margins(y, targets).min(1, initial=np.inf) if y.shape[0] else np.zeros(0)

@@ -16,26 +16,18 @@ from alexnet_repair.solvers import Problem, SolveOptions, SolveResult, Status, s
 log = logging.getLogger(__name__)
 
 
+# Over 60 lines: the reference encoding, kept as one readable list of row blocks on purpose.
 def encode_straightforward(spec: LPSpec, net: nw.Network | None = None):
     """The reference encoding: every variable and every row of the LP, |.| and max by epigraph rows.
 
     Returns (Problem, decode) with ``decode(x) -> (dW (|R|, in_k), [db_0, ..., db_{L-1}])``.
     """
     net = net or nw.original_network(spec)
-    n_pts, n_in = spec.inputs.shape
-    n_layers, n_r = net.n_layers, net.rows.size
-    n_cls = spec.weights[-1].shape[0]
+    n_pts, n_layers = spec.inputs.shape[0], net.n_layers
     terms = objective_terms(spec)
-    cols = lr.Layout()
-    dw = cols.add("dW", (n_r, n_in))
-    db = [cols.add("db0", (n_r,))] + [cols.add(f"db{l}", (spec.weights[l].shape[0],)) for l in range(1, n_layers)]
-    u = cols.add("u", (n_pts, n_r))
-    v_cols = np.full((n_pts, n_cls), -1)
-    if n_layers == 1:
-        v_cols[:, net.rows] = u
-    else:
-        v_cols[:] = cols.add("v", (n_pts, n_cls))
-    n_base = cols.n
+    cols = lr.repair_columns(net)
+    dw, db, u, v_cols = cols.dw, cols.db, cols.u, cols.v
+    n_base = cols.layout.n
     lo = np.full(n_base, -spec.bound)
     hi = np.full(n_base, spec.bound)
     lo[u.ravel()], hi[u.ravel()] = -np.inf, np.inf
@@ -44,13 +36,8 @@ def encode_straightforward(spec: LPSpec, net: nw.Network | None = None):
         lo[u.ravel()], hi[u.ravel()] = plo.ravel(), phi.ravel()
         lo[v_cols.ravel()], hi[v_cols.ravel()] = -np.inf, np.inf
 
-    # u[i, r] - sum_j a_ij dW[r, j] - db_0[r] = 0
-    r_sel, j_sel = np.divmod(np.arange(n_r * n_in), n_in)
-    a_dw = lr.weight_block(sp.csr_matrix(spec.inputs.T), r_sel, j_sel, n_r)
-    n_def = n_pts * n_r
-    def_rows = sp.hstack([a_dw, sp.csc_matrix((n_def, n_base - n_r * n_in))]).tocsr()
-    def_rows += sp.csr_matrix((np.ones(n_def), (np.arange(n_def), u.ravel())), shape=(n_def, n_base))
-    def_rows -= sp.csr_matrix((np.ones(n_def), (np.arange(n_def), np.tile(db[0], n_pts))), shape=(n_def, n_base))
+    def_rows = lr.u_definition_rows(net, cols, n_base)
+    n_def = def_rows.shape[0]
     blocks_a, blocks_lo, blocks_hi = [def_rows], [np.zeros(n_def)], [np.zeros(n_def)]
     for layer in range(1, n_layers):  # later layers: logits definition, or pattern rows
         pts, units = np.divmod(np.arange(n_pts * spec.weights[layer].shape[0]), spec.weights[layer].shape[0])

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from alexnet_repair.errors import UsageError
+from alexnet_repair.evaluate import margins_of
 from alexnet_repair.model import CLASSIFIER_LINEARS
 from alexnet_repair.repair.bridge import apply_solution, layer_inputs, prepare
 from alexnet_repair.repair.types import RepairResult
@@ -79,12 +80,6 @@ class _Editable(torch.nn.Module):
             d.clamp_(-bound, bound)
 
 
-def margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(n,) logit[target] - largest other logit."""
-    target = logits.gather(1, labels[:, None])[:, 0]
-    return target - logits.scatter(1, labels[:, None], float("-inf")).max(1).values
-
-
 def hinge(logits: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """Multi-class hinge at the margin: mean_i sum_{c != t_i} relu(margin - (y_t - y_c))."""
     gaps = logits.gather(1, labels[:, None]) - logits                     # (n, C), 0 at the target
@@ -111,6 +106,7 @@ def replay_features(model, replay, layer: str, ft: FTConfig, device) -> tuple[to
     return layer_inputs(model, images, layer, device, dtype=torch.float32), labels.long()
 
 
+# Over 60 lines: one fine-tuning run, from feature extraction to the verified result.
 def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTConfig | None = None,
              replay=None, device="cpu") -> RepairResult:
     """Fine-tune ``model``'s editable parameters on (images, labels); never modifies ``model``.
@@ -182,7 +178,7 @@ def _train(net, opt, feats, y, pool, ft: FTConfig, gen, target: float, bound: fl
     steps = 0
     while True:
         logits = net(feats)                                                # (N, C)
-        if bool((margins(logits, y) >= target).all()) or steps >= ft.max_steps:
+        if bool((margins_of(logits, y) >= target).all()) or steps >= ft.max_steps:
             return steps, float(hinge(logits.detach(), y, target))
         loss = hinge(logits, y, target)
         if pool is not None:
@@ -200,7 +196,7 @@ def _train(net, opt, feats, y, pool, ft: FTConfig, gen, target: float, bound: fl
 def _fixed_mask(model, images, labels, margin: float, device) -> torch.Tensor:
     logits = model.to(device)(images.to(device)).cpu()
     model.cpu()
-    return (logits.argmax(1) == labels) & (margins(logits, labels) >= margin)
+    return (logits.argmax(1) == labels) & (margins_of(logits, labels) >= margin)
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ from alexnet_repair.solvers import SolveOptions, Status
 log = logging.getLogger(__name__)
 
 
+# Over 60 lines: a sequence of fallible steps (MILP, candidate LPs, verification), each filling the result.
 def repair_max_fixed(model, images, labels, config, rows, spec: LPSpec, result, device="cpu") -> None:
     """Fill ``result`` (a RepairResult whose LP was infeasible) with the best-effort repair of the largest
     fixable subset: status "partial" with a verified model, or why there is none."""

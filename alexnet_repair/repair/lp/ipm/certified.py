@@ -22,24 +22,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import network as nw
-from alexnet_repair.repair.lp import rows as lr
 from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
-from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
+from alexnet_repair.repair.lp.ipm.formulation import TIGHTEN, IpmLP, build_ipm_lp
 from alexnet_repair.repair.lp.network import objective_value, output_changes
-from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, objective_terms
+from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, row_margins
 from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
 
-TIGHTEN = 1e-8  # margin rows / pattern bounds tightened inside the IPM, so the exact recomputation passes
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas_threads.py)
@@ -58,137 +54,6 @@ def ipm_applicable(spec: LPSpec) -> bool:
     n_r = spec.weights[0].shape[0] if spec.rows is None else np.unique(spec.rows).size
     n_o = n_pts * min(n_cls - 1, INIT_ROWS + 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
     return min(n_pts * n_r if len(spec.weights) == 1 else np.inf, n_o) <= MAX_DENSE
-
-
-@dataclass
-class IpmLP:
-    """``min c@x, op x = b, 0 <= x <= ub``; b_exact is b without the TIGHTEN shift of the margin rows."""
-
-    op: BlockOperator
-    c: np.ndarray
-    b: np.ndarray
-    b_exact: np.ndarray
-    ub: np.ndarray
-    decode: Callable  # x -> (dW (|R|, in_k), [db_0, ...])
-    implied_upper: Callable  # scaled objective bound -> finite upper bound of every column
-    u_cols: np.ndarray  # columns whose exact-LP lower bound is -TIGHTEN (shifted pattern bounds)
-    cscale: float  # c = cscale * (the LP's objective)
-
-
-def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, tighten: float = TIGHTEN) -> IpmLP:
-    """The repair LP (without the |dW| <= t and |db_k| <= t rows) in the IPM's standard form.
-
-    keep: indices of the margin rows (numbered as lr.margin_rows numbers them) to include;
-    None = all. Fewer rows give a relaxation, which the certificate accounts for."""
-    terms = objective_terms(spec)
-    cscale = 1.0 / terms.w_l1
-    n_pts, n_in = spec.inputs.shape
-    n_r, n_cls, L = net.rows.size, spec.weights[-1].shape[0], net.n_layers
-    a_aug = np.hstack([spec.inputs, np.ones((n_pts, 1))])  # db_k[r] acts as a weight on a constant input
-    n_w = 2 * n_r * (n_in + 1)
-    cols = lr.Layout()
-    cv = n_r if L == 1 else n_cls
-    vp, vm = cols.add("v+", (n_pts, cv)), cols.add("v-", (n_pts, cv))
-    if L == 2:
-        xu = cols.add("u", (n_pts, n_r))
-        dbp, dbm = cols.add("db1+", (n_cls,)), cols.add("db1-", (n_cls,))
-    keep = np.arange(n_pts * (n_cls - 1)) if keep is None else np.asarray(keep)
-    n_marg = keep.size
-    surplus = cols.add("s", (n_marg,))
-    if terms.w_inf:
-        ev = cols.add("e_v", (n_pts, cv))
-        edb = cols.add("e_db", (n_cls,)) if L == 2 else np.zeros(0, dtype=np.int64)
-        t = cols.add("t", (1,))[0]
-    parts, b_parts = [], []
-    n_def = n_pts * n_r
-    ar = np.arange(n_def)
-    u_cols = np.zeros(0, dtype=np.int64)
-    if L == 1:  # D rows: v+ - v- - a.dW - db = 0
-        parts.append(sp.csr_matrix((np.r_[np.ones(n_def), -np.ones(n_def)], (np.r_[ar, ar], np.r_[vp.ravel(), vm.ravel()])),
-                                   shape=(n_def, cols.n)))
-        b_parts.append(np.zeros(n_def))
-        off = sign = None
-    else:  # D rows: u = off + sign * x_u;  V rows: v+ - v- - C_u u - db1 = 0
-        lo, hi = nw.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
-        act = np.isfinite(lo)
-        sign = np.where(act, 1.0, -1.0).ravel()
-        off = np.where(act, lo + tighten, hi - tighten).ravel()
-        parts.append(sp.csr_matrix((sign, (ar, xu.ravel())), shape=(n_def, cols.n)))
-        b_parts.append(-off)
-        pts, units = np.divmod(np.arange(n_pts * n_cls), n_cls)
-        coef_u, _ = nw.sensitivity(net, 1, pts, units)  # (N*C, |R|)
-        rr, cc = np.nonzero(coef_u)
-        k = pts.size
-        kr = np.arange(k)
-        sign2, off2 = sign.reshape(n_pts, n_r), off.reshape(n_pts, n_r)
-        vrows = sp.csr_matrix((np.r_[np.ones(k), -np.ones(k), -np.ones(k), np.ones(k), -coef_u[rr, cc] * sign2[pts[rr], cc]],
-                               (np.r_[kr, kr, kr, kr, rr], np.r_[vp.ravel(), vm.ravel(), dbp[units], dbm[units], xu[pts[rr], cc]])),
-                              shape=(k, cols.n))
-        parts.append(vrows)
-        b_parts.append((coef_u * off2[pts]).sum(1))
-        u_cols = n_w + xu.ravel()
-    v_cols = np.full((n_pts, n_cls), -1)
-    v_neg = np.full((n_pts, n_cls), -1)
-    if L == 1:
-        v_cols[:, net.rows], v_neg[:, net.rows] = vp, vm
-    else:
-        v_cols, v_neg = vp, vm
-    m_a, m_lo, _ = lr.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, cols.n)
-    m_a, m_lo = m_a[keep], m_lo[keep]
-    m_a = m_a - sp.csr_matrix((np.ones(n_marg), (np.arange(n_marg), surplus)), shape=m_a.shape)
-    parts.append(m_a)
-    b_parts.append(m_lo)
-    n_before_e = sum(p.shape[0] for p in parts)
-    if terms.w_inf:  # p + m + e - t = 0 for every v (and db_1)
-        pp = [(vp.ravel(), vm.ravel(), ev.ravel())] + ([(dbp, dbm, edb)] if L == 2 else [])
-        for p, m, e in pp:
-            k = p.size
-            kr = np.arange(k)
-            parts.append(sp.csr_matrix((np.r_[np.ones(3 * k), -np.ones(k)], (np.r_[kr, kr, kr, kr], np.r_[p, m, e, np.full(k, t)])),
-                                       shape=(k, cols.n)))
-            b_parts.append(np.zeros(k))
-    ax = sp.vstack(parts).tocsc()
-    b_exact = np.concatenate(b_parts)
-    e_mask = np.zeros(ax.shape[0], dtype=bool)
-    e_mask[n_before_e:] = True
-    marg_rows = np.arange(n_before_e - n_marg, n_before_e)
-    b = b_exact.copy()
-    b[marg_rows] += tighten
-    c = np.zeros(cols.n)
-    c[vp], c[vm] = 1.0, 1.0
-    ub = np.full(cols.n, np.inf)
-    if L == 2:
-        c[dbp], c[dbm] = 1.0, 1.0
-        ub[dbp], ub[dbm] = spec.bound, spec.bound
-    if terms.w_inf:
-        c[t] = terms.w_inf * cscale
-    op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask)
-    cost = np.r_[np.ones(n_w), c]
-    upper = np.r_[np.full(n_w, spec.bound), ub]
-    reach = spec.bound * (np.abs(spec.inputs).sum(1) + 1.0)  # |u_i| <= B (|a_i|_1 + 1)
-
-    def decode(x):
-        w = np.clip(x[: n_w // 2] - x[n_w // 2: n_w], -spec.bound, spec.bound).reshape(n_r, n_in + 1)
-        db = [w[:, -1].copy()]
-        if L == 2:
-            db.append(np.clip(x[n_w + dbp] - x[n_w + dbm], -spec.bound, spec.bound))
-        return w[:, :-1].copy(), db
-
-    def implied_upper(ub_s):
-        up = upper.copy()
-        xs = up[n_w:]
-        vmax = ub_s
-        if terms.w_inf:
-            xs[t] = ub_s / c[t]
-            vmax = min(vmax, xs[t])
-            xs[ev], xs[edb] = xs[t], xs[t]
-        xs[vp], xs[vm] = vmax, vmax
-        xs[surplus] = np.maximum(2 * vmax - b_exact[marg_rows], 0.0)
-        if L == 2:
-            xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
-        return up
-
-    return IpmLP(op, cost, b, b_exact, upper, decode, implied_upper, u_cols, cscale)
 
 
 @dataclass
@@ -211,10 +76,7 @@ class Certificate:
 
 def margin_slacks(spec: LPSpec, y_new: np.ndarray) -> np.ndarray:
     """y[t] - y[c] - (margin + margin_slack) for every margin row, in lr.margin_rows order."""
-    n, n_cls = y_new.shape
-    others = np.array([[j for j in range(n_cls) if j != t] for t in range(n_cls)])[spec.targets]
-    tgt = y_new[np.arange(n), spec.targets][:, None]
-    return (tgt - np.take_along_axis(y_new, others, 1)).ravel() - (spec.margin + spec.margin_slack)
+    return row_margins(y_new, spec.targets).ravel() - (spec.margin + spec.margin_slack)
 
 
 def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:

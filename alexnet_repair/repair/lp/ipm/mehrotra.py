@@ -40,6 +40,7 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
     return float(min(1.0, np.min(-v[neg] / dv[neg]))) if neg.any() else 1.0
 
 
+# Over 60 lines: Mehrotra's predictor-corrector iteration, whose iterates are shared by its inner steps.
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
               refine: int = 2, correctors: int = 3) -> IPMResult:
