@@ -8,9 +8,13 @@ saved), ``methods/`` and ``lp/`` (the LP itself, no torch).
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import torch
 
 from alexnet_repair.data import load_split
+from alexnet_repair.editsets import PreserveSet, draw_preserve_set
 from alexnet_repair.model import AlexNet
 from alexnet_repair.repair.bridge import apply_solution, layer_inputs
 from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES
@@ -19,20 +23,23 @@ from alexnet_repair.repair.methods.finetune import FTConfig, finetune
 from alexnet_repair.repair.types import STATUSES, RepairConfig, RepairResult, Verification
 from alexnet_repair.repair.verify import verify
 
+log = logging.getLogger(__name__)
+
 __all__ = ["FORMULATIONS", "OBJECTIVES", "STATUSES", "FTConfig", "RepairConfig", "RepairResult", "Verification",
-           "apply_solution", "ft_config_from", "layer_inputs", "repair", "run_method", "verify"]
+           "apply_solution", "ft_config_from", "preserve_set_for", "layer_inputs", "repair", "run_method", "verify"]
 
 
 def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, device="cpu",
-           ft: FTConfig | None = None, replay=None) -> RepairResult:
+           ft: FTConfig | None = None, replay=None, preserve: PreserveSet | None = None) -> RepairResult:
     """Repair ``model`` on (images (N,3,64,64), labels (N,)) with ``config.method``; never modifies ``model``.
 
-    ``ft`` / ``replay`` (a train Split) are fine-tuning's settings and replay images (method "ft" only).
+    ``ft`` / ``replay`` (a train Split) are fine-tuning's settings and replay images (method "ft" only);
+    ``preserve``: images that must keep their label (APRNN: rows of the LP; fine-tuning: a hinge loss).
     """
     config.validate()
     if config.method == "ft":
-        return finetune(model, images, labels, config, ft, replay, device)
-    return repair_aprnn(model, images, labels, config, device)
+        return finetune(model, images, labels, config, ft, replay, device, preserve)
+    return repair_aprnn(model, images, labels, config, device, preserve)
 
 
 def ft_config_from(args=None):
@@ -48,12 +55,29 @@ def run_method(model, editset, config: RepairConfig, args=None, device="cpu") ->
 
     Fine-tuning's ``--ft-replay`` images come from the train split of the edit set's dataset.
     """
-    if config.method != "ft":
-        return repair(model, editset.images, editset.labels, config, device)
-    ft = ft_config_from(args)
-    replay = None
-    if ft.replay:
-        dataset = getattr(args, "dataset", None) or (editset.dataset or "cifar10").removesuffix("-folder")
-        replay = load_split(dataset, "train", getattr(args, "data_dir", "data"),
-                            download=not getattr(args, "no_download", False))
-    return repair(model, editset.images, editset.labels, config, device, ft, replay)
+    config.validate()
+    dataset = getattr(args, "dataset", None) or (editset.dataset or "cifar10").removesuffix("-folder")
+
+    def split(name: str):
+        return load_split(dataset, name, getattr(args, "data_dir", "data"),
+                          download=not getattr(args, "no_download", False))
+
+    preserve = preserve_set_for(model, editset, config, split, getattr(args, "seed", 0) or 0, device)
+    ft = ft_config_from(args) if config.method == "ft" else None
+    replay = split("train") if ft is not None and ft.replay else None
+    return repair(model, editset.images, editset.labels, config, device, ft, replay, preserve)
+
+
+def preserve_set_for(model, editset, config: RepairConfig, load, seed: int = 0, device="cpu") -> PreserveSet | None:
+    """The preserve set of ``config`` for a repair on ``editset`` (None for ``--preserve 0``): drawn from
+    ``load(config.preserve_split)`` with ``seed``, never overlapping the edit set or its held-out images."""
+    if not config.preserve:
+        return None
+    if config.preserve_split == "test":
+        log.warning("--preserve-split test: the preserve images are test images, so the measured drawdown is "
+                    "contaminated (they are held correct by construction)")
+    exclude = ()
+    if editset.meta.get("split", "test") == config.preserve_split:
+        exclude = np.r_[editset.indices, editset.holdout_indices]
+    return draw_preserve_set(model, load(config.preserve_split), config.preserve, config.preserve_margin, seed,
+                             exclude, device)

@@ -82,8 +82,10 @@ def prepare(model: AlexNet, images: torch.Tensor, labels, config: RepairConfig, 
     return model, labels, parse_rows(config.rows, model, config.layer, images, labels, device)
 
 
-def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, rows, device="cpu"):
-    """The LPSpec of ``config`` on these edit images (float64 features and weights).
+def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, rows, device="cpu",
+            preserve=None):
+    """The LPSpec of ``config`` on these edit images (float64 features and weights), with the preserve set's
+    features when ``preserve`` (an editsets.PreserveSet) is given.
 
     The features are the float32 prefix's (the saved model's own arithmetic), held in float64: a float64 prefix
     differs from what the saved float32 model computes by more than the LP's margin slack on some models.
@@ -91,7 +93,12 @@ def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: 
     start = CLASSIFIER_LINEARS.index(config.layer)
     linears = [model.get_submodule(name) for name in CLASSIFIER_LINEARS[start:]]
     inputs = layer_inputs(model, images, config.layer, device, dtype=torch.float32).double().numpy()
-    return LPSpec(inputs=inputs, targets=labels.numpy().astype(np.int64),
+    kept = {}
+    if preserve is not None and len(preserve):
+        kept = dict(preserve_inputs=layer_inputs(model, preserve.images, config.layer, device,
+                                                 dtype=torch.float32).double().numpy(),
+                    preserve_labels=preserve.labels.numpy().astype(np.int64), preserve_margin=preserve.margin)
+    return LPSpec(inputs=inputs, targets=labels.numpy().astype(np.int64), **kept,
                   weights=[m.weight.detach().double().cpu().numpy() for m in linears],
                   biases=[m.bias.detach().double().cpu().numpy() for m in linears],
                   rows=rows, param_bound=config.param_bound, margin=config.margin, objective=config.objective)

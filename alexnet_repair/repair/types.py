@@ -29,6 +29,9 @@ class RepairConfig:
     threads: int | None = None       # solver threads
     method: str = "aprnn"            # "aprnn" (the provable LP repair) or "ft" (fine-tuning baseline)
     on_infeasible: str = "fail"      # "fail", or "max-fixed": repair the largest fixable subset (MILP)
+    preserve: int = 0                # preserve-set size: images that must keep their label (0 = plain APRNN)
+    preserve_margin: float = 0.0     # label logit - every other logit >= this on each preserve image
+    preserve_split: str = "train"    # split the preserve set is drawn from (test contaminates the drawdown)
 
     def validate(self) -> None:
         self.layer = resolve_layer(self.layer)
@@ -42,6 +45,11 @@ class RepairConfig:
             raise UsageError(f"unknown method {self.method!r}: choose aprnn or ft")
         if self.on_infeasible not in ("fail", "max-fixed"):
             raise UsageError(f"unknown --on-infeasible {self.on_infeasible!r}: choose fail or max-fixed")
+        if self.preserve < 0 or not np.isfinite(self.preserve_margin) or self.preserve_margin < 0:
+            raise UsageError(f"--preserve must be >= 0 and --preserve-margin >= 0 (got {self.preserve}, "
+                             f"{self.preserve_margin})")
+        if self.preserve_split not in ("train", "test"):
+            raise UsageError(f"unknown --preserve-split {self.preserve_split!r}: choose train or test")
         if self.time_limit is not None and self.time_limit <= 0:
             raise UsageError("--time-limit must be positive")
 
@@ -59,6 +67,9 @@ class Verification:
     reasons: list[str] = field(default_factory=list)
     fixed: int = 0               # edit images predicted as their target with at least the margin (of all ``total``)
     required: int = 0            # edit images the repair had to fix (all, or max-fixed's subset); min_margin is theirs
+    preserve_total: int = 0      # preserve images checked
+    preserve_kept: int = 0       # of them, still predicted as their label with the preserve margin
+    preserve_min_margin: float = float("inf")
 
     @property
     def efficacy(self) -> float:
@@ -89,6 +100,14 @@ class RepairResult:
     unfixable_indices: list[int] | None = None   # positions in the edit set it does not fix (max-fixed: proven
     unfixable_labels: list[int] | None = None    #   unfixable within the bound when mip_gap == 0), and their targets
     details: dict = field(default_factory=dict)  # method-specific: FT steps/loss, the MILP's count, bound and gap
+    preserve_size: int = 0                       # preserve images the repair had to keep
+    preserve_rows_added: int = 0                 # preserve margin rows that entered the LP (lazily)
+    preserve_indices: list[int] | None = None    # their dataset indices (in config.preserve_split)
+
+    @property
+    def preserve_kept(self) -> int | None:
+        """Preserve images the returned model keeps (label with the preserve margin)."""
+        return None if self.verification is None or not self.preserve_size else self.verification.preserve_kept
 
     @property
     def success(self) -> bool:
@@ -103,4 +122,5 @@ class RepairResult:
             out["verification"] = asdict(self.verification)
             out.update(efficacy=self.verification.efficacy, min_margin=self.verification.min_margin,
                        max_abs_change=self.verification.max_abs_change)
+        out["preserve_kept"] = self.preserve_kept
         return out

@@ -21,12 +21,15 @@ from alexnet_repair.repair.types import RepairConfig, Verification
 
 @torch.no_grad()
 def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfig, rows,
-           device="cpu", pattern_tol: float = 1e-5, required=None, check_patterns: bool = True) -> Verification:
+           device="cpu", pattern_tol: float = 1e-5, required=None, check_patterns: bool = True,
+           preserve=None, check_preserve: bool = True) -> Verification:
     """Independent float32 check of a repaired model (see ARCHITECTURE.md, "Verification").
 
     ``required``: positions of the edit images that must be fixed (default all; max-fixed passes its subset);
     margins and patterns are checked on those, efficacy and ``fixed`` count every image.
     ``check_patterns=False`` (fine-tuning) still counts pattern flips but does not fail on them.
+    ``preserve`` (an editsets.PreserveSet): each of its images must keep its label with ``preserve.margin`` and,
+    for a hidden layer, its activation pattern; ``check_preserve=False`` (fine-tuning) counts without failing.
     """
     base = base.cpu().float().eval()
     repaired = repaired.cpu().float().eval()
@@ -65,9 +68,26 @@ def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfi
     flips = _pattern_flips(base, repaired, images[req], config.layer, pattern_tol, device) if len(req) else 0
     if flips and check_patterns:
         reasons.append(f"{flips} activation pattern(s) after {config.layer} changed")
+    kept, p_min, p_flips = _check_preserve(base, repaired, preserve, config.layer, pattern_tol, device)
+    if preserve is not None and check_preserve:
+        if kept < len(preserve):
+            reasons.append(f"{len(preserve) - kept} of {len(preserve)} preserve images lost their label or "
+                           f"the preserve margin {preserve.margin} (min margin {p_min:.6g})")
+        if p_flips and check_patterns:
+            reasons.append(f"{p_flips} activation pattern(s) of preserve images after {config.layer} changed")
     ok = not reasons
-    return Verification(ok, correct, len(labels), min_margin, max_change, within, identical, flips, reasons,
-                        fixed, len(req))
+    return Verification(ok, correct, len(labels), min_margin, max_change, within, identical, flips + p_flips, reasons,
+                        fixed, len(req), len(preserve) if preserve is not None else 0, kept, p_min)
+
+
+def _check_preserve(base, repaired, preserve, layer, tol, device) -> tuple[int, float, int]:
+    """(images kept with the margin, their min margin, pattern flips) of a preserve set; zeros without one."""
+    if preserve is None or not len(preserve):
+        return 0, float("inf"), 0
+    margins = margins_of(repaired.to(device)(preserve.images.to(device)).cpu(), preserve.labels)
+    repaired.cpu()
+    flips = _pattern_flips(base, repaired, preserve.images, layer, tol, device)
+    return int(((margins >= preserve.margin) & (margins > 0)).sum()), float(margins.min()), flips
 
 
 def _editable_mask(model: AlexNet, layer: str, rows) -> dict[str, torch.Tensor]:

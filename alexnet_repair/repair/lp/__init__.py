@@ -7,25 +7,76 @@ structured interior-point method, ``ipm/``). :func:`solve_repair_lp` picks one.
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
 
 import numpy as np
 
 from alexnet_repair.errors import UsageError
 from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.certified import ipm_applicable, solve_certified
-from alexnet_repair.repair.lp.network import original_network
+from alexnet_repair.repair.lp.network import original_network, points_fixed
 from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES, LPSolution, LPSpec
 from alexnet_repair.repair.lp.straightforward import solve_straightforward
-from alexnet_repair.solvers import SolveOptions
+from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
+
+MAX_PRESERVE_ROUNDS = 30  # lazy preserve rounds at most (each adds every preserve image with a violated row)
+PRESERVE_TOL = 1e-7  # a preserve row is violated when it misses by more (HiGHS's primal feasibility tolerance)
 
 __all__ = ["FORMULATIONS", "OBJECTIVES", "LPSolution", "LPSpec", "solve_repair_lp"]
 
 
 def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None,
                     formulation: str = "auto") -> LPSolution:
-    """Solve the repair LP of ``spec``; the returned dW/db satisfy every row of the exact LP.
+    """Solve the repair LP of ``spec``, preserve set included; see :func:`solve_points` for ``formulation``.
+
+    Preserve images enter lazily: solve, check every preserve row (margins and, for a hidden layer, the
+    activation pattern) at the solution in one pass of matrix products, add the images with a violated row,
+    re-solve. The returned point meets every row of the full LP, so it is the full LP's optimum.
+    """
+    if formulation not in FORMULATIONS:
+        raise UsageError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    if not spec.n_preserve:
+        return solve_points(spec, solver, options, formulation)
+    options = options or SolveOptions()
+    deadline = None if options.time_limit is None else time.perf_counter() + options.time_limit
+    check_net = original_network(spec.preserve_only())
+    active = np.flatnonzero(~points_fixed(check_net, *_zero_change(spec)))  # rows the base model already misses
+    spent = [0.0, 0.0, 0, {}]
+    for round_ in range(MAX_PRESERVE_ROUNDS):
+        if deadline is not None:
+            options = replace(options, time_limit=max(deadline - time.perf_counter(), 1e-3))
+        sol = solve_points(spec.with_preserve_points(active), solver, options, formulation)
+        spent = [spent[0] + sol.build_time, spent[1] + sol.solve_time, spent[2] + sol.n_solves,
+                 {k: spent[3].get(k, 0) + v for k, v in sol.iterations.items()}]
+        sol.build_time, sol.solve_time, sol.n_solves, sol.iterations = spent
+        sol.preserve_points, sol.preserve_rows = active.size, active.size * (spec.weights[-1].shape[0] - 1)
+        if sol.status != Status.OPTIMAL or sol.dW is None:
+            return sol
+        t0 = time.perf_counter()
+        missing = np.setdiff1d(np.flatnonzero(~points_fixed(check_net, sol.dW, sol.db, PRESERVE_TOL)), active)
+        sol.build_time += time.perf_counter() - t0
+        log.info("preserve round %d: %d of %d preserve images in the LP, %d more violated", round_, active.size,
+                 spec.n_preserve, missing.size)
+        if not missing.size:
+            return sol
+        active = np.union1d(active, missing)
+    sol.status, sol.dW, sol.db = Status.ERROR, None, None
+    sol.message = f"preserve rows still violated after {MAX_PRESERVE_ROUNDS} rounds"
+    return sol
+
+
+def _zero_change(spec: LPSpec):
+    """(dW, db) of no change at all."""
+    n_r = spec.weights[0].shape[0] if spec.rows is None else spec.rows.size
+    return np.zeros((n_r, spec.inputs.shape[1])), [np.zeros(n_r)] + [np.zeros(w.shape[0]) for w in spec.weights[1:]]
+
+
+def solve_points(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None,
+                 formulation: str = "auto") -> LPSolution:
+    """Solve the repair LP over the points of ``spec``; the returned dW/db satisfy every row of that LP.
 
     formulation: ``straightforward`` (reference, slow at scale), ``colgen`` (column generation over dW with
     lazy rows), ``ipm`` (the certified structured IPM where it applies, else colgen) and ``auto`` = ipm with

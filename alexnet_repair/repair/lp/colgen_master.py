@@ -20,6 +20,7 @@ class Master:
         self.spec, self.net = spec, net
         self.terms = terms = objective_terms(spec)
         n_pts, n_in = spec.inputs.shape
+        n_edit = spec.n_edit_points
         L, n_r = net.n_layers, net.rows.size
         n_cls = spec.weights[-1].shape[0]
         # virtual columns: one free variable per quantity (no dW: its columns are generated)
@@ -60,7 +61,7 @@ class Master:
             eye = sp.csr_matrix((np.ones(pts.size), (np.arange(pts.size), vv.ravel())), shape=aff.shape)
             rows_v.append(eye - aff); lo_v.append(np.zeros(pts.size)); hi_v.append(np.zeros(pts.size))
         m_a, m_lo, self.margin_point = lr.margin_rows(vv, None, spec.targets, net.z0[-1],
-                                                          spec.margin + spec.margin_slack, vc.n)
+                                                          spec.point_margins(), vc.n)
         rows_v.append(m_a); lo_v.append(m_lo); hi_v.append(np.full(m_lo.size, np.inf))
         a_real = (sp.vstack(rows_v).tocsr() @ T).tocsr()
         n_before_marg = a_real.shape[0] - n_marg
@@ -69,8 +70,8 @@ class Master:
         rows, lo, hi = [a_real], lo_v, hi_v
         if terms.w_inf:  # |v| <= t and |db| <= t as  p + m - t <= 0
             pairs = [(p.ravel(), m.ravel()) for p, m in zip(dbp, dbm)]
-            if split_v:
-                pairs.append((vp.ravel(), vm.ravel()))
+            if split_v:  # edit points only: preserve points' outputs carry no weight
+                pairs.append((vp[:n_edit].ravel(), vm[:n_edit].ravel()))
             for p, m in pairs:
                 k = p.size
                 ar = np.arange(k)
@@ -96,7 +97,7 @@ class Master:
         for p, m in zip(dbp, dbm):
             self.c[p] = self.c[m] = terms.w_l1 * cscale
         if split_v:
-            self.c[vp] = self.c[vm] = terms.w_l1 * cscale
+            self.c[vp[:n_edit]] = self.c[vm[:n_edit]] = terms.w_l1 * cscale
         if terms.w_inf:
             self.c[self.t] = terms.w_inf * cscale
         self.dbp, self.dbm, self.u, self.vu, self.vdb, self.vn = dbp, dbm, u, vu, vdb, vc.n

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp import rows as lr
-from alexnet_repair.repair.lp.spec import LPSpec, margins, other_classes
+from alexnet_repair.repair.lp.spec import LPSpec, other_classes
 from alexnet_repair.solvers import Problem, SolveOptions, Status, solve
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
     if n_layers > 1:
         lo[v.ravel()], hi[v.ravel()] = -dmax[-1].ravel(), dmax[-1].ravel()
     lo[z], hi[z] = 0.0, 1.0
+    lo[z[spec.n_edit_points:]] = 1.0  # preserve points must hold: only edit points may be given up
 
     eq = lr.u_definition_rows(net, cols, n)
     n_def = eq.shape[0]
@@ -127,7 +128,7 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
             r_hi.append(np.zeros(pts.size))
         else:
             add_pattern(aff, layer, dmax[layer][pts, units], pts, units)
-    m_a, m_lo, m_pts = lr.margin_rows(v, None, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, n)
+    m_a, m_lo, m_pts = lr.margin_rows(v, None, spec.targets, net.z0[-1], spec.point_margins(), n)
     others = other_classes(spec.targets, n_cls).ravel()
     g_max = dmax[-1][m_pts, spec.targets[m_pts]] + dmax[-1][m_pts, others]
     a, rlo = _relaxed(m_a, m_lo, g_max, m_pts, z, 1.0)
@@ -136,7 +137,7 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
     r_hi.append(np.full(rlo.size, np.inf))
 
     c = np.zeros(n)
-    c[z] = -1.0
+    c[z[: spec.n_edit_points]] = -1.0
     integrality = np.zeros(n, dtype=bool)
     integrality[z] = True
     problem = Problem(c=c, A=sp.vstack(a_rows).tocsc(), row_lo=np.concatenate(r_lo), row_hi=np.concatenate(r_hi),
@@ -148,28 +149,30 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
     return problem, decode, z
 
 
-def points_fixed(net: nw.Network, dW: np.ndarray, db: list[np.ndarray], tol: float = 1e-7) -> np.ndarray:
-    """(N,) bool: the points whose margin and pattern rows hold (within ``tol``) at (dW, db), computed exactly."""
-    spec = net.spec
-    u = spec.inputs @ dW.T + db[0]
-    ok = np.ones(spec.inputs.shape[0], dtype=bool)
-    if net.n_layers == 1:
-        v = np.zeros((u.shape[0], spec.weights[0].shape[0]))
-        v[:, net.rows] = u
-        dz = [v]
-    else:
-        full = np.zeros((u.shape[0], spec.weights[0].shape[0]))
-        full[:, net.rows] = u
-        dz = [full] + nw.propagate(net, u, db)
-        for l in range(net.n_layers - 1):
-            plo, phi = nw.pattern_change_bounds(net.z0[l], net.active[l], spec.pattern_eps)
-            ok &= ((dz[l] >= plo - tol) & (dz[l] <= phi + tol)).all(1)
-    y = net.z0[-1] + dz[-1]
-    return ok & (margins(y, spec.targets) >= spec.margin + spec.margin_slack - tol)
+def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None,
+                     max_rounds: int = 30) -> MaxFixedSolution:
+    """Solve the MILP: the largest set of edit points a repair within the bound can fix while every preserve row
+    holds (time limit: best incumbent). Preserve images enter lazily, as in lp.solve_repair_lp."""
+    check_net = nw.original_network(spec.preserve_only()) if spec.n_preserve else None
+    active = np.zeros(0, dtype=np.int64)
+    for _ in range(max_rounds):
+        work = spec.with_preserve_points(active) if spec.n_preserve else spec
+        out, dW, db = _solve_milp(work, solver, options)
+        if check_net is None or dW is None:
+            break
+        missing = np.setdiff1d(np.flatnonzero(~nw.points_fixed(check_net, dW, db)), active)
+        if not missing.size:
+            break
+        active = np.union1d(active, missing)
+    n_edit = spec.inputs.shape[0]
+    if out.fixed is not None:
+        out.fixed, out.chosen = out.fixed[:n_edit], out.chosen[:n_edit]
+        out.claimed = int(out.chosen.sum())
+    return out
 
 
-def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None) -> MaxFixedSolution:
-    """Solve the MILP: the largest set of points a repair within the bound can fix (time limit: best incumbent)."""
+def _solve_milp(spec: LPSpec, solver: str, options: SolveOptions | None):
+    """One MILP over the points of ``spec``: (MaxFixedSolution, dW, db) with dW/db None without a solution."""
     t0 = time.perf_counter()
     net = nw.original_network(spec)
     problem, decode, z = encode_max_fixed(spec, net)
@@ -177,15 +180,18 @@ def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions |
     log.info("max-fixed MILP: %d vars (%d binary), %d rows, %d nnz (built in %.2fs)",
              problem.n_vars, z.size, problem.n_rows, problem.nnz, build)
     res = solve(problem, solver=solver, options=options or SolveOptions())
+    n_fixed_pres = spec.inputs.shape[0] - spec.n_edit_points  # preserve z are fixed at 1: not counted
     bound = None if res.mip_bound is None or not np.isfinite(res.mip_bound) else -float(res.mip_bound)
     out = MaxFixedSolution(res.status, None, None, 0, bound, res.mip_gap,
                            res.runtime, build, res.n_vars, res.n_rows, res.nnz, res.backend, res.backend_version,
                            int((res.iterations or {}).get("nodes", 0)), res.message)
+    dW = db = None
     if res.x is not None:
         dW, db = decode(res.x)
-        out.fixed = points_fixed(net, dW, db)
+        out.fixed = nw.points_fixed(net, dW, db)
         out.chosen = np.round(res.x[z]) > 0.5
-        out.claimed = int(out.chosen.sum())
-        log.info("max-fixed MILP %s: %d points claimed, %d hold exactly, bound %s, gap %s", res.status.value,
-                 out.claimed, int(out.fixed.sum()), out.bound, out.gap)
-    return out
+        out.claimed = int(out.chosen[: spec.n_edit_points].sum())
+        log.info("max-fixed MILP %s: %d points claimed, %d hold exactly, bound %s, gap %s (%d preserve images in)",
+                 res.status.value, out.claimed, int(out.fixed[: spec.n_edit_points].sum()), out.bound, out.gap,
+                 n_fixed_pres)
+    return out, dW, db

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alexnet_repair.repair.lp.spec import LPSpec, objective_terms
+from alexnet_repair.repair.lp.spec import LPSpec, margins, objective_terms
 
 
 @dataclass
@@ -111,6 +111,27 @@ def objective_value(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> float
     terms = objective_terms(net.spec)
     parts = [dW.ravel()] + [b.ravel() for b in db]
     if terms.outputs:
-        parts.append(output_changes(net, dW, db).ravel())
+        parts.append(output_changes(net, dW, db)[: net.spec.n_edit_points].ravel())  # preserve points: no weight
     d = np.abs(np.concatenate(parts))
     return float(terms.w_inf * d.max(initial=0.0) + terms.w_l1 * d.sum())
+
+
+def points_fixed(net: Network, dW: np.ndarray, db: list[np.ndarray], tol: float = 1e-7) -> np.ndarray:
+    """(N,) bool: the points whose margin and pattern rows hold (within ``tol``) at (dW, db), computed exactly
+    (every row of every point in one pass of matrix products)."""
+    spec = net.spec
+    u = spec.inputs @ dW.T + db[0]
+    ok = np.ones(spec.inputs.shape[0], dtype=bool)
+    if net.n_layers == 1:
+        v = np.zeros((u.shape[0], spec.weights[0].shape[0]))
+        v[:, net.rows] = u
+        dz = [v]
+    else:
+        full = np.zeros((u.shape[0], spec.weights[0].shape[0]))
+        full[:, net.rows] = u
+        dz = [full] + propagate(net, u, db)
+        for l in range(net.n_layers - 1):
+            plo, phi = pattern_change_bounds(net.z0[l], net.active[l], spec.pattern_eps)
+            ok &= ((dz[l] >= plo - tol) & (dz[l] <= phi + tol)).all(1)
+    y = net.z0[-1] + dz[-1]
+    return ok & (margins(y, spec.targets) >= spec.point_margins() - tol)

@@ -141,11 +141,12 @@ def margin_rows(v_cols: np.ndarray, v_sign_cols: np.ndarray | None, targets: np.
     A MILP "max fixed" mode relaxes the rows of point i with ``+ M (1 - z_i)``.
     """
     n, c = y0.shape
+    margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), (n,))  # a scalar, or one margin per point
     others = other_classes(targets, c)  # (N, C-1)
     pts = np.repeat(np.arange(n), c - 1)
     tgt = np.repeat(targets, c - 1)
     oth = others.ravel()
-    lo = margin - (y0[pts, tgt] - y0[pts, oth])
+    lo = margin[pts] - (y0[pts, tgt] - y0[pts, oth])
     rr, cc, vv = [], [], []
     row = np.arange(pts.size)
     for cols, sgn in ((v_cols, 1.0), (v_sign_cols, -1.0)):

@@ -17,7 +17,7 @@ that keep active units >= min(pattern_eps, z0) and inactive ones <= max(-pattern
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -43,6 +43,12 @@ class LPSpec:
     margin_slack: float = 1e-4  # the LP asks for margin + margin_slack (float32 rounding headroom)
     bound_slack: float = 1e-5  # the LP bounds changes by param_bound - bound_slack
     pattern_eps: float = 1e-4  # kept distance of hidden pre-activations from 0 (see module doc)
+    # The preserve set (drawdown guard): images that must keep their label with preserve_margin after the repair;
+    # their output changes carry no objective weight. solve_repair_lp adds them lazily as extra points.
+    preserve_inputs: np.ndarray | None = None  # (P, in_k) float64
+    preserve_labels: np.ndarray | None = None  # (P,) int64
+    preserve_margin: float = 0.0
+    n_edit: int | None = None  # points 0..n_edit-1 are edit points, the rest preserve points (None: all edit)
 
     def __post_init__(self) -> None:
         self.inputs = np.asarray(self.inputs, dtype=np.float64)
@@ -62,6 +68,11 @@ class LPSpec:
             self.rows = np.unique(np.asarray(self.rows, dtype=np.int64))
             if self.rows.size == 0 or self.rows[0] < 0 or self.rows[-1] >= self.weights[0].shape[0]:
                 raise UsageError(f"editable rows must be a non-empty subset of 0..{self.weights[0].shape[0] - 1}")
+        if self.preserve_inputs is not None:
+            self.preserve_inputs = np.asarray(self.preserve_inputs, dtype=np.float64).reshape(-1, self.inputs.shape[1])
+            self.preserve_labels = np.asarray(self.preserve_labels, dtype=np.int64).reshape(-1)
+            if self.preserve_labels.shape != (self.preserve_inputs.shape[0],):
+                raise UsageError("preserve labels do not match the preserve inputs")
         if self.param_bound <= self.bound_slack:
             raise UsageError(f"param_bound {self.param_bound} must exceed bound_slack {self.bound_slack}")
 
@@ -69,6 +80,35 @@ class LPSpec:
     def bound(self) -> float:
         """The bound on every change used inside the LP."""
         return self.param_bound - self.bound_slack
+
+    @property
+    def n_edit_points(self) -> int:
+        """Points that are edit points (the first ones); the rest are preserve points."""
+        return self.inputs.shape[0] if self.n_edit is None else self.n_edit
+
+    @property
+    def n_preserve(self) -> int:
+        """Size of the whole preserve set (points of it may or may not be in ``inputs``)."""
+        return 0 if self.preserve_inputs is None else self.preserve_inputs.shape[0]
+
+    def point_margins(self) -> np.ndarray:
+        """(N,) the margin each point's rows ask for, slack included: edit points ``margin``, preserve points
+        ``preserve_margin``."""
+        out = np.full(self.inputs.shape[0], self.preserve_margin + self.margin_slack)
+        out[: self.n_edit_points] = self.margin + self.margin_slack
+        return out
+
+    def with_preserve_points(self, chosen: np.ndarray) -> "LPSpec":
+        """The LP over the edit points plus the preserve points ``chosen`` (indices into the preserve set)."""
+        chosen = np.asarray(chosen, dtype=np.int64)
+        return replace(self, inputs=np.vstack([self.inputs, self.preserve_inputs[chosen]]),
+                       targets=np.r_[self.targets, self.preserve_labels[chosen]], n_edit=self.inputs.shape[0],
+                       preserve_inputs=None, preserve_labels=None)
+
+    def preserve_only(self) -> "LPSpec":
+        """The preserve set as the points of a spec (for checking its rows at a solution)."""
+        return replace(self, inputs=self.preserve_inputs, targets=self.preserve_labels, n_edit=0,
+                       preserve_inputs=None, preserve_labels=None)
 
 
 @dataclass
@@ -87,6 +127,8 @@ class LPSolution:
     message: str = ""
     n_solves: int = 0
     iterations: dict = field(default_factory=dict)  # summed over all solves
+    preserve_points: int = 0  # preserve images whose rows entered the LP (lazily; all N x (C-1) rows hold)
+    preserve_rows: int = 0  # margin rows of those images in the last LP
 
 
 @dataclass
@@ -100,7 +142,7 @@ class ObjectiveTerms:
 
 
 def objective_terms(spec: LPSpec) -> ObjectiveTerms:
-    n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
+    n_pts, n_cls = spec.n_edit_points, spec.weights[-1].shape[0]  # preserve points' outputs carry no weight
     n_r = spec.weights[0].shape[0] if spec.rows is None else spec.rows.size
     n_params = n_r * (spec.inputs.shape[1] + 1) + sum(w.shape[0] for w in spec.weights[1:])
     n_all = n_params + n_pts * n_cls

@@ -52,7 +52,7 @@ def encode_straightforward(spec: LPSpec, net: nw.Network | None = None):
             blocks_a.append(aff)
             blocks_lo.append(plo.ravel())
             blocks_hi.append(phi.ravel())
-    m_a, m_lo, _ = lr.margin_rows(v_cols, None, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, n_base)
+    m_a, m_lo, _ = lr.margin_rows(v_cols, None, spec.targets, net.z0[-1], spec.point_margins(), n_base)
     blocks_a.append(m_a)
     blocks_lo.append(m_lo)
     blocks_hi.append(np.full(m_lo.size, np.inf))
@@ -60,7 +60,8 @@ def encode_straightforward(spec: LPSpec, net: nw.Network | None = None):
     # epigraph: e >= +-x for every entry x of d, t >= e
     d_idx = [dw.ravel()] + [b.ravel() for b in db]
     if terms.outputs:
-        d_idx.append(v_cols.ravel()[v_cols.ravel() >= 0])
+        v_edit = v_cols[: spec.n_edit_points].ravel()  # preserve points' outputs carry no weight
+        d_idx.append(v_edit[v_edit >= 0])
     d_idx = np.concatenate(d_idx)
     n_d = d_idx.size
     e0 = n_base

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alexnet_repair.repair.lp.spec import LPSpec
+from alexnet_repair.repair.lp.spec import LPSpec, margins
 
 _Z55 = 0.12566  # Phi^-1(0.55): shift that makes 55% of N(0, 1) negative
 
@@ -35,11 +35,14 @@ def make_instance(
     seed: int = 0,
     logit_std: float = 4.0,
     separation: float = 4.0,
+    n_preserve: int = 0,
     **spec_kwargs,
 ) -> LPSpec:
     """A repair problem for the layers k..m with widths ``dims = (in_k, out_k, ..., out_m)``.
 
     ``n_rows`` editable rows of layer k are picked at random (None = all rows).
+    ``n_preserve`` points the network classifies correctly with ``preserve_margin`` (a keyword for LPSpec,
+    default 0) become the preserve set.
     Extra keyword arguments go to :class:`LPSpec` (margin, param_bound, objective, ...).
     """
     rng = np.random.default_rng(seed)
@@ -80,6 +83,11 @@ def make_instance(
     if found < n_points:
         raise ValueError(f"synthetic network misclassifies too few points (separation={separation})")
     rows = None if n_rows is None else np.sort(rng.choice(dims[1], size=n_rows, replace=False))
+    if n_preserve:
+        x, y = _features(rng, 4 * n_preserve + 64, protos, separation)
+        logits = penultimate(x) @ w_last.T + b_last
+        keep = np.flatnonzero(margins(logits, y) >= spec_kwargs.get("preserve_margin", 0.0) + 1e-3)[:n_preserve]
+        spec_kwargs.update(preserve_inputs=x[keep], preserve_labels=y[keep].astype(np.int64))
     return LPSpec(
         inputs=np.concatenate(inputs),
         targets=np.concatenate(targets).astype(np.int64),

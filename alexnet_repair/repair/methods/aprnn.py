@@ -26,24 +26,29 @@ MARGIN_RETRIES = 2  # re-solves with a larger margin slack when float32 rounding
 
 
 def repair_aprnn(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig,
-           device="cpu") -> RepairResult:
-    """APRNN pointwise repair of ``model`` on (images (N,3,64,64), labels (N,)); never modifies ``model``."""
+           device="cpu", preserve=None) -> RepairResult:
+    """APRNN pointwise repair of ``model`` on (images (N,3,64,64), labels (N,)); never modifies ``model``.
+
+    ``preserve`` (an editsets.PreserveSet): images that must keep their label with ``preserve.margin``."""
     start = time.perf_counter()
     model, labels, rows = prepare(model, images, labels, config, device)
-    spec = lp_spec(model, images, labels, config, rows, device)
+    spec = lp_spec(model, images, labels, config, rows, device, preserve)
     prep = time.perf_counter() - start
     options = SolveOptions(algorithm=config.algorithm, threads=config.threads, time_limit=config.time_limit)
-    sol, repaired, check, spent = _solve_and_verify(model, images, labels, config, rows, spec, options, device)
+    sol, repaired, check, spent = _solve_and_verify(model, images, labels, config, rows, spec, options, device,
+                                                    preserve)
     result = RepairResult(status="error", message="", config=config, rows=None if rows is None else rows.tolist(),
                           objective=sol.objective, build_time=prep + spent[0], solve_time=spent[1],
                           formulation=sol.formulation, iterations=dict(sol.iterations), n_vars=sol.n_vars,
-                          n_rows=sol.n_rows, nnz=sol.nnz, n_solves=spent[2])
+                          n_rows=sol.n_rows, nnz=sol.nnz, n_solves=spent[2],
+                          preserve_size=0 if preserve is None else len(preserve), preserve_rows_added=sol.preserve_rows,
+                          preserve_indices=None if preserve is None else preserve.indices.tolist())
     if sol.solve is not None:
         result.solver, result.solver_version = sol.solve.backend, sol.solve.backend_version
     else:  # solved by the toolkit's own certified interior-point method (repair/lp/ipm/certified.py), no external solver
         result.solver, result.solver_version = f"builtin-{sol.formulation}", __version__
     if sol.status == Status.INFEASIBLE and config.on_infeasible == "max-fixed":
-        repair_max_fixed(model, images, labels, config, rows, spec, result, device)
+        repair_max_fixed(model, images, labels, config, rows, spec, result, device, preserve)
     elif sol.status != Status.OPTIMAL or sol.dW is None:
         result.status = {Status.INFEASIBLE: "infeasible", Status.TIME_LIMIT: "time_limit"}.get(sol.status, "error")
         result.message = _failure_message(result.status, config, sol.message)
@@ -54,6 +59,9 @@ def repair_aprnn(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, con
             result.fixed_count, result.unfixable_indices, result.unfixable_labels = check.total, [], []
             result.message = (f"all {check.total} edit images fixed with min margin {check.min_margin:.4f} "
                               f"(max |change| {check.max_abs_change:.4g})")
+            if check.preserve_total:
+                result.message += (f"; all {check.preserve_total} preserve images kept (min margin "
+                                   f"{check.preserve_min_margin:.4f}, {sol.preserve_rows} preserve rows added)")
         else:
             result.status, result.message = "verify_failed", "repaired model failed verification: " + "; ".join(
                 check.reasons)
@@ -62,7 +70,7 @@ def repair_aprnn(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, con
     return result
 
 
-def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, options, device):
+def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, options, device, preserve=None):
     """Solve the LP and verify the float32 model; when that model misses the margin by rounding alone
     (everything else holds, shortfall tiny), re-solve with a larger margin slack, up to MARGIN_RETRIES times.
 
@@ -77,7 +85,7 @@ def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, o
         if sol.status != Status.OPTIMAL or sol.dW is None:
             return sol, None, None, tuple(spent)
         repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
-        check = verify(model, repaired, images, labels, config, rows, device)
+        check = verify(model, repaired, images, labels, config, rows, device, preserve=preserve)
         if check.ok or attempt == MARGIN_RETRIES or not _rounding_only(check, config, spec):
             return sol, repaired, check, tuple(spent)
         shortfall = config.margin - check.min_margin
@@ -95,6 +103,11 @@ def _rounding_only(check: Verification, config: RepairConfig, spec: LPSpec) -> b
 
 
 def _failure_message(status: str, config: RepairConfig, detail: str) -> str:
+    if status == "infeasible" and config.preserve:
+        return (f"no repair exists within --param-bound {config.param_bound} and --margin {config.margin} on "
+                f"{config.layer} that keeps the {config.preserve} preserve images (--preserve-margin "
+                f"{config.preserve_margin}): try fewer --preserve images, a smaller --preserve-margin, a larger "
+                f"--param-bound, an earlier --layer, or --on-infeasible max-fixed")
     if status == "infeasible":
         return (f"no repair exists within --param-bound {config.param_bound} and --margin {config.margin} on "
                 f"{config.layer}: try a larger --param-bound, a smaller --margin, an earlier --layer, "

@@ -108,10 +108,11 @@ def replay_features(model, replay, layer: str, ft: FTConfig, device) -> tuple[to
 
 # Over 60 lines: one fine-tuning run, from feature extraction to the verified result.
 def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTConfig | None = None,
-             replay=None, device="cpu") -> RepairResult:
+             replay=None, device="cpu", preserve=None) -> RepairResult:
     """Fine-tune ``model``'s editable parameters on (images, labels); never modifies ``model``.
 
-    ``replay``: training data for ``ft.replay`` > 0 (a data.Split, or (inputs, labels) tensors).
+    ``replay``: training data for ``ft.replay`` > 0 (a data.Split, or (inputs, labels) tensors);
+    ``preserve`` (an editsets.PreserveSet): images to keep, by a hinge at their margin (not a guarantee).
     """
     ft = ft or FTConfig()
     config.validate()
@@ -126,6 +127,10 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     feats = layer_inputs(model, images, config.layer, device, dtype=torch.float32).to(device)
     y = labels.to(device)
     pool = replay_features(model, replay, config.layer, ft, device)
+    keep = None
+    if preserve is not None and len(preserve):
+        keep = (layer_inputs(model, preserve.images, config.layer, device, dtype=torch.float32).to(device),
+                preserve.labels.to(device), preserve.margin + ft.margin_slack)
     gen = torch.Generator().manual_seed(ft.seed)
     lr = ft.lr or DEFAULT_LR[ft.optimizer]
     params = list(net.deltas)
@@ -138,19 +143,22 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     if config.threads:  # --threads also caps fine-tuning's torch threads (1 is fastest for small layers)
         torch.set_num_threads(config.threads)
     try:
-        steps, loss_value = _train(net, opt, feats, y, pool, ft, gen, target, config.param_bound, device)
+        steps, loss_value = _train(net, opt, feats, y, pool, ft, gen, target, config.param_bound, device, keep)
     finally:
         torch.set_num_threads(threads)
     train_time = time.perf_counter() - t_train
     deltas = [d.detach().double().cpu().numpy() for d in net.deltas]
     repaired = apply_solution(model, config.layer, rows, deltas[0], deltas[1:])
     _pull_within(model, repaired, config.layer, config.param_bound)
-    check = verify(model, repaired, images, labels, config, rows, device, check_patterns=False)
+    check = verify(model, repaired, images, labels, config, rows, device, check_patterns=False, preserve=preserve,
+                   check_preserve=False)
     n_params = sum(d.numel() for d in net.deltas)
     result = RepairResult(status="error", message="", config=config, rows=None if rows is None else rows.tolist(),
                           verification=check, build_time=prep, solve_time=train_time,
                           solver=f"torch-{ft.optimizer}", solver_version=torch.__version__, formulation="ft",
                           iterations={"steps": steps}, n_vars=n_params, n_solves=1,
+                          preserve_size=0 if preserve is None else len(preserve),
+                          preserve_indices=None if preserve is None else preserve.indices.tolist(),
                           details={"ft": asdict(ft) | {"lr": lr}, "final_loss": loss_value,
                                    "pattern_flips": check.pattern_flips})
     fixed = _fixed_mask(repaired, images, labels, config.margin, device)
@@ -173,14 +181,19 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     return result
 
 
-def _train(net, opt, feats, y, pool, ft: FTConfig, gen, target: float, bound: float, device) -> tuple[int, float]:
-    """Steps until every margin >= target or ft.max_steps; returns (steps, final edit hinge loss)."""
+def _train(net, opt, feats, y, pool, ft: FTConfig, gen, target: float, bound: float, device,
+           keep=None) -> tuple[int, float]:
+    """Steps until every margin >= target (and every preserve margin >= its target) or ft.max_steps;
+    returns (steps, final edit hinge loss). ``keep``: (features, labels, margin) of the preserve set."""
     steps = 0
     while True:
         logits = net(feats)                                                # (N, C)
-        if bool((margins_of(logits, y) >= target).all()) or steps >= ft.max_steps:
+        kept = keep is None or bool((margins_of(net(keep[0]), keep[1]) >= keep[2]).all())
+        if (kept and bool((margins_of(logits, y) >= target).all())) or steps >= ft.max_steps:
             return steps, float(hinge(logits.detach(), y, target))
         loss = hinge(logits, y, target)
+        if keep is not None:  # the preserve set: a hinge at the preserve margin, as the LP's rows ask
+            loss = loss + hinge(net(keep[0]), keep[1], keep[2])
         if pool is not None:
             pick = torch.randint(len(pool[1]), (ft.replay,), generator=gen)
             loss = loss + ft.replay_weight * torch.nn.functional.cross_entropy(

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 # Over 60 lines: a sequence of fallible steps (MILP, candidate LPs, verification), each filling the result.
-def repair_max_fixed(model, images, labels, config, rows, spec: LPSpec, result, device="cpu") -> None:
+def repair_max_fixed(model, images, labels, config, rows, spec: LPSpec, result, device="cpu", preserve=None) -> None:
     """Fill ``result`` (a RepairResult whose LP was infeasible) with the best-effort repair of the largest
     fixable subset: status "partial" with a verified model, or why there is none."""
     options = SolveOptions(algorithm="auto", threads=config.threads, time_limit=config.time_limit)
@@ -72,8 +72,10 @@ def repair_max_fixed(model, images, labels, config, rows, spec: LPSpec, result, 
                           f"{config.margin} on {config.layer}")
         return
     result.objective = sol.objective
+    result.preserve_rows_added = sol.preserve_rows
     repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
-    check = verify(model, repaired, images, labels, config, rows, device, required=torch.as_tensor(keep))
+    check = verify(model, repaired, images, labels, config, rows, device, required=torch.as_tensor(keep),
+                   preserve=preserve)
     result.verification = check
     if not check.ok:
         result.status = "verify_failed"

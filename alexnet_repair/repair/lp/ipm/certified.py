@@ -76,7 +76,7 @@ class Certificate:
 
 def margin_slacks(spec: LPSpec, y_new: np.ndarray) -> np.ndarray:
     """y[t] - y[c] - (margin + margin_slack) for every margin row, in lr.margin_rows order."""
-    return row_margins(y_new, spec.targets).ravel() - (spec.margin + spec.margin_slack)
+    return (row_margins(y_new, spec.targets) - spec.point_margins()[:, None]).ravel()
 
 
 def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:

@@ -41,6 +41,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     terms = objective_terms(spec)
     cscale = 1.0 / terms.w_l1
     n_pts, n_in = spec.inputs.shape
+    n_edit = spec.n_edit_points  # points n_edit.. are preserve points: no objective weight, no e/t rows
     n_r, n_cls, L = net.rows.size, spec.weights[-1].shape[0], net.n_layers
     a_aug = np.hstack([spec.inputs, np.ones((n_pts, 1))])  # db_k[r] acts as a weight on a constant input
     n_w = 2 * n_r * (n_in + 1)
@@ -54,7 +55,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     n_marg = keep.size
     surplus = cols.add("s", (n_marg,))
     if terms.w_inf:
-        ev = cols.add("e_v", (n_pts, cv))
+        ev = cols.add("e_v", (n_edit, cv))
         edb = cols.add("e_db", (n_cls,)) if L == 2 else np.zeros(0, dtype=np.int64)
         t = cols.add("t", (1,))[0]
     parts, b_parts = [], []
@@ -91,14 +92,14 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         v_cols[:, net.rows], v_neg[:, net.rows] = vp, vm
     else:
         v_cols, v_neg = vp, vm
-    m_a, m_lo, _ = lr.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.margin + spec.margin_slack, cols.n)
-    m_a, m_lo = m_a[keep], m_lo[keep]
+    m_a, m_lo, m_pts = lr.margin_rows(v_cols, v_neg, spec.targets, net.z0[-1], spec.point_margins(), cols.n)
+    m_a, m_lo, m_pts = m_a[keep], m_lo[keep], m_pts[keep]
     m_a = m_a - sp.csr_matrix((np.ones(n_marg), (np.arange(n_marg), surplus)), shape=m_a.shape)
     parts.append(m_a)
     b_parts.append(m_lo)
     n_before_e = sum(p.shape[0] for p in parts)
     if terms.w_inf:  # p + m + e - t = 0 for every v (and db_1)
-        pp = [(vp.ravel(), vm.ravel(), ev.ravel())] + ([(dbp, dbm, edb)] if L == 2 else [])
+        pp = [(vp[:n_edit].ravel(), vm[:n_edit].ravel(), ev.ravel())] + ([(dbp, dbm, edb)] if L == 2 else [])
         for p, m, e in pp:
             k = p.size
             kr = np.arange(k)
@@ -113,8 +114,14 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     b = b_exact.copy()
     b[marg_rows] += tighten
     c = np.zeros(cols.n)
-    c[vp], c[vm] = 1.0, 1.0
+    c[vp[:n_edit]], c[vm[:n_edit]] = 1.0, 1.0
     ub = np.full(cols.n, np.inf)
+    reach = spec.bound * (np.abs(spec.inputs).sum(1) + 1.0)  # |u_i| <= B (|a_i|_1 + 1)
+    if L == 1:  # |v_i| <= reach_i: a valid bound that keeps the weightless preserve v+/v- finite
+        v_max = np.repeat(reach[:, None], cv, 1)
+    else:
+        v_max = (np.abs(coef_u) * reach[pts][:, None]).sum(1).reshape(n_pts, n_cls) + spec.bound
+    ub[vp[n_edit:]], ub[vm[n_edit:]] = v_max[n_edit:], v_max[n_edit:]
     if L == 2:
         c[dbp], c[dbm] = 1.0, 1.0
         ub[dbp], ub[dbm] = spec.bound, spec.bound
@@ -123,7 +130,6 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask)
     cost = np.r_[np.ones(n_w), c]
     upper = np.r_[np.full(n_w, spec.bound), ub]
-    reach = spec.bound * (np.abs(spec.inputs).sum(1) + 1.0)  # |u_i| <= B (|a_i|_1 + 1)
 
     def decode(x):
         w = np.clip(x[: n_w // 2] - x[n_w // 2: n_w], -spec.bound, spec.bound).reshape(n_r, n_in + 1)
@@ -140,8 +146,10 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
             xs[t] = ub_s / c[t]
             vmax = min(vmax, xs[t])
             xs[ev], xs[edb] = xs[t], xs[t]
-        xs[vp], xs[vm] = vmax, vmax
-        xs[surplus] = np.maximum(2 * vmax - b_exact[marg_rows], 0.0)
+        v_cap = np.minimum(v_max, vmax)
+        v_cap[n_edit:] = v_max[n_edit:]  # preserve points' v are not bounded by the objective
+        xs[vp], xs[vm] = v_cap, v_cap
+        xs[surplus] = np.maximum(2 * v_cap.max(1)[m_pts] - b_exact[marg_rows], 0.0)
         if L == 2:
             xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
         return up
