@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from alexnet_repair import analysis as an
-from alexnet_repair import report
+from alexnet_repair.analysis import grid as an
+from alexnet_repair.analysis import report
+from alexnet_repair.analysis.common import to_markdown
 from alexnet_repair.cli import analysis_output, analysis_parser, script_main
 from alexnet_repair.provenance import git_commit
 from alexnet_repair.fileio import atomic_write_text
@@ -33,11 +34,11 @@ def main(argv=None) -> int:
     df = an.load_sweeps(args.csv)
     table, fits, classes = an.summary(df), an.exponents(df), an.per_class_matrix(df)
     methods = an.methods_table(df)
-    markdown = an.to_markdown(table)
+    markdown = to_markdown(table)
     written = report.write_table(table, out, "summary", markdown)
-    written += report.write_table(fits, out, "exponents", an.to_markdown(fits))
+    written += report.write_table(fits, out, "exponents", to_markdown(fits))
     if methods is not None:
-        written += report.write_table(methods, out, "methods", an.to_markdown(methods))
+        written += report.write_table(methods, out, "methods", to_markdown(methods))
     written.append(atomic_write_text(out / "per_class_change.csv", classes.to_csv()))
     figs = report.write_figures(an.figures(df, fits), out)
     sheets, notes = report.contact_sheets(df, out, args.contact_sheets, args.data_dir)
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
     written.append(atomic_write_text(out / "report.html", page))
     print(markdown)
     if methods is not None:
-        print(an.to_markdown(methods))
+        print(to_markdown(methods))
     print(f"runtime exponent (all runs): {overall['exponent']:.3f} over {overall['points']} runs")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)

@@ -12,9 +12,9 @@ import sys
 
 import pandas as pd
 
-from alexnet_repair import report
-from alexnet_repair import stochastic_analysis as sa
-from alexnet_repair.analysis import to_markdown
+from alexnet_repair.analysis import report
+from alexnet_repair.analysis import stochastic as sa
+from alexnet_repair.analysis.common import to_markdown
 from alexnet_repair.cli import analysis_output, analysis_parser, script_main
 from alexnet_repair.fileio import atomic_write_text
 from alexnet_repair.paths import path_for
@@ -22,7 +22,7 @@ from alexnet_repair.paths import path_for
 
 def build_parser() -> argparse.ArgumentParser:
     return analysis_parser(__doc__, str(path_for("stochastic_csv")), "stochastic CSV",
-                           str(path_for("analysis_dir") / "stochastic"))
+                           str(path_for("stochastic_analysis_dir")))
 
 
 @script_main

@@ -20,37 +20,27 @@ from pathlib import Path
 
 import torch
 
-from alexnet_repair import experiments as ex
-from alexnet_repair import gridrun
-from alexnet_repair import stochastic as st
-from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_solver_args, device_from,
-                                script_main, setup_logging)
-from alexnet_repair.csvlog import merge_csvs, read_csv
+from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_repair_args, add_solver_args,
+                                device_from, script_main, setup_logging)
 from alexnet_repair.editsets import SWEEP_TYPES, parse_class
 from alexnet_repair.errors import CheckpointError, UsageError
+from alexnet_repair.experiments import grid as gr
+from alexnet_repair.experiments import plan
+from alexnet_repair.experiments import settings as ex
+from alexnet_repair.experiments import stochastic as st
+from alexnet_repair.experiments.csvstore import read_csv
+from alexnet_repair.experiments.setup import SweepContext, SweepSetup, ensure_base_model, prepare_context
 from alexnet_repair.model import file_sha256
 from alexnet_repair.paths import path_for
-from alexnet_repair.repair import FORMULATIONS, OBJECTIVES
 
 COMMANDS = ("grid", "stochastic", "merge")
-
-
-def stochastic_csv() -> Path:
-    return path_for("stochastic_csv")
 
 
 def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
     """Flags shared by grid and stochastic sweeps."""
     p.add_argument("--target-classes", nargs="+", type=parse_class, default=list(ex.DEFAULT_CLASSES),
                    help=f"classes (0-9 or names) of the class-homogeneous types (default: {list(ex.DEFAULT_CLASSES)})")
-    p.add_argument("--param-bound", "--param-bounds", dest="param_bounds", nargs="+", type=float,
-                   default=list(ex.DEFAULT_BOUNDS), help="max |parameter change| values (default: 5.0)")
-    p.add_argument("--margin", "--margins", dest="margins", nargs="+", type=float, default=list(ex.DEFAULT_MARGINS),
-                   help="margin values (default: 2.0)")
-    p.add_argument("--layers", nargs="+", default=list(ex.DEFAULT_LAYERS),
-                   help="layers to edit: classifier.1/.4/.6 or last/penultimate/first (default: the last)")
-    p.add_argument("--methods", nargs="+", choices=ex.METHODS, default=list(ex.DEFAULT_METHODS),
-                   help="repair methods (default: aprnn)")
+    add_repair_args(p, sweep=True)
     p.add_argument("--seeds", nargs="+", type=int, default=list(ex.DEFAULT_SEEDS),
                    help="edit-set draws: each seed repeats the grid with another random draw (default: 0)")
     p.add_argument("--weights", default=None,
@@ -59,13 +49,7 @@ def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
                    help="width divisor of a base model trained because none exists (1 = canonical AlexNet)")
     p.add_argument("--edit-split", choices=["test", "train"], default=ex.DEFAULT_EDIT_SPLIT,
                    help="split the edit sets are drawn from (default: test; drawdown is always on the test split)")
-    p.add_argument("--objective", choices=OBJECTIVES, default="linf+l1n", help="repair objective (default: APRNN's)")
-    p.add_argument("--formulation", choices=FORMULATIONS, default="auto")
-    p.add_argument("--algorithm", default="auto", help="solver algorithm (see run_repair.py)")
-    p.add_argument("--rows", default=None, help="editable rows of the layer (see run_repair.py; default all)")
-    p.add_argument("--on-infeasible", choices=["fail", "max-fixed"], default="fail",
-                   help="max-fixed: repair the largest fixable subset when no full repair exists (a MILP)")
-    p.add_argument("--output-file", default=str(stochastic_csv() if stochastic else path_for("sweep_csv")),
+    p.add_argument("--output-file", default=str(path_for("stochastic_csv" if stochastic else "sweep_csv")),
                    help="CSV to append to (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=1, help="configurations run at once, in worker processes (default 1)")
     p.add_argument("--shard", default=None, metavar="I/N", help="run only the I-th (1..N) of N slices")
@@ -126,7 +110,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
     if args.command == "merge":
-        return merge(args)
+        count = plan.merge_sweeps(args.inputs, args.output_file, args.force)
+        print(f"merged {len(args.inputs)} file(s) into {Path(args.output_file)}: {count} row(s)")
+        return 0
     if args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     if args.threads is not None and args.threads < 1:
@@ -136,9 +122,9 @@ def main(argv=None) -> int:
     if args.command == "grid" and not 0 <= args.holdout_fraction < 1:
         raise UsageError("--holdout-fraction must lie in [0, 1)")
     specs = plan_specs(args)
-    shard = ex.parse_shard(args.shard)
+    shard = plan.parse_shard(args.shard)
     if shard:
-        specs = ex.shard(specs, *shard)
+        specs = plan.shard(specs, *shard)
     if args.list:
         return list_runs(args, specs)
     setup = make_setup(args)
@@ -146,18 +132,18 @@ def main(argv=None) -> int:
     sha = file_sha256(setup.weights)
     if args.command == "stochastic":
         return run_stochastic(args, specs, setup, sha)
-    done = ex.completed_rows(args.output_file)
-    ex.check_resumable(args.output_file, done, setup.key(sha))
-    todo = ex.plan(specs, done, args.retry_failed)
+    done = plan.completed_rows(args.output_file)
+    plan.check_resumable(args.output_file, done.values(), setup.key(sha))
+    todo = plan.plan(specs, done, args.retry_failed)
     shard_text = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"grid{shard_text}: {len(specs)} runs, {len(specs) - len(todo)} already in {args.output_file}, "
           f"{len(todo)} to run with {args.jobs} worker(s)", file=sys.stderr)
     if not todo:
         return 0
     ctx = prepare(args, setup, sha)
-    rows = gridrun.execute(todo, ctx, args.output_file, done, args.jobs, args.threads, progress=not args.quiet)
+    rows = gr.execute(todo, ctx, args.output_file, done, args.jobs, args.threads, progress=not args.quiet)
     if rows:
-        print(ex.summary_table(rows))
+        print(gr.summary_table(rows))
     failed = sum(not r["success"] for r in rows)
     print(f"wrote {len(rows)} row(s) to {args.output_file} ({failed} failed; records in {setup.record_dir}); "
           f"analyse with: uv run python analysis.py {args.output_file}", file=sys.stderr)
@@ -165,72 +151,61 @@ def main(argv=None) -> int:
 
 
 def plan_specs(args) -> list:
-    solver = args.solver
+    """The grid's runs or the stochastic chains the arguments ask for."""
     if args.command == "grid":
-        return ex.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
-                             args.margins, args.layers, args.methods, args.seeds, solver)
+        return gr.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
+                             args.margins, args.layers, args.methods, args.seeds, args.solver)
     if args.num_iterations < 1:
         raise UsageError("--num-iterations must be at least 1")
-    ex.build_grid(args.repair_set_types, [1], args.target_classes, args.param_bounds, args.margins, args.layers,
-                  args.methods, args.seeds, solver)  # the same checks as a grid
     return st.build_chains(args.repair_set_types, args.batch_sizes, args.target_classes, args.param_bounds,
-                           args.margins, args.layers, args.methods, args.seeds, solver)
+                           args.margins, args.layers, args.methods, args.seeds, args.solver)
 
 
-def make_setup(args) -> ex.SweepSetup:
+def make_setup(args) -> SweepSetup:
     grid = args.command == "grid"
-    return ex.SweepSetup(
+    return SweepSetup(
         weights=args.weights or str(path_for("base_model")), dataset=args.dataset, data_dir=args.data_dir,
         download=not args.no_download, edit_split=args.edit_split,
         sizing=args.sizing if grid else "flexible", holdout_fraction=args.holdout_fraction if grid else 0.0,
         objective=args.objective, rows=args.rows, formulation=args.formulation, algorithm=args.algorithm,
         time_limit=args.time_limit, on_infeasible=args.on_infeasible, threads=args.threads,
-        keep_models=args.keep_models,
-        device=str(device_from(args)), record_dir=str(ex.default_record_dir(args.output_file)) if grid else None,
+        keep_models=args.keep_models, device=str(device_from(args)),
+        record_dir=str(path_for("run_records", sweep_csv=args.output_file)) if grid else None,
         output_file=args.output_file)
 
 
-def ensure_weights(args, setup: ex.SweepSetup) -> None:
+def ensure_weights(args, setup: SweepSetup) -> None:
     if Path(setup.weights).exists():
         return
     if args.weights is not None:
         raise CheckpointError(f"checkpoint not found: {args.weights}")
     print(f"no base model at {setup.weights}: training one on {args.dataset} first "
           f"(training.TrainConfig defaults; minutes on a CPU)", file=sys.stderr)
-    info = ex.ensure_base_model(setup.weights, args.dataset, args.data_dir, not args.no_download, setup.device,
-                                args.width_scale, progress=not args.quiet)
+    info = ensure_base_model(setup.weights, args.dataset, args.data_dir, not args.no_download, setup.device,
+                             args.width_scale, progress=not args.quiet)
     print(f"trained {setup.weights}: test accuracy {info['test_accuracy']:.2f}% in {info['seconds']:.0f} s",
           file=sys.stderr)
 
 
 def list_runs(args, specs) -> int:
-    _, rows = read_csv(args.output_file)
     if args.command == "grid":
-        state = {r["experiment_id"]: r.get("status", "?") for r in rows}
-        for spec in specs:
-            print(f"{spec.experiment_id}\t{state.get(spec.experiment_id, 'todo')}")
+        for experiment_id, state in plan.grid_states(args.output_file, specs):
+            print(f"{experiment_id}\t{state}")
     else:
-        counts = {}
-        for r in rows:
-            counts[r["experiment_id"]] = max(counts.get(r["experiment_id"], 0), int(r["iteration"]))
-        for spec in specs:
-            print(f"{spec.chain_id}\t{counts.get(spec.chain_id, 0)}/{args.num_iterations} iterations")
+        for chain_id, count in plan.chain_progress(args.output_file, specs):
+            print(f"{chain_id}\t{count}/{args.num_iterations} iterations")
     return 0
 
 
-def prepare(args, setup: ex.SweepSetup, sha: str) -> ex.SweepContext:
+def prepare(args, setup: SweepSetup, sha: str) -> SweepContext:
     print(f"preparing: base-model passes over {args.dataset} (test{'' if args.edit_split == 'test' else ' + train'})",
           file=sys.stderr)
-    return ex.prepare_context(setup, args.layers, progress=not args.quiet, weights_sha256=sha)
+    return prepare_context(setup, args.layers, progress=not args.quiet, weights_sha256=sha)
 
 
-def run_stochastic(args, chains, setup: ex.SweepSetup, sha: str) -> int:
+def run_stochastic(args, chains, setup: SweepSetup, sha: str) -> int:
     key = st.stochastic_key(setup.key(sha), args.full_set_size)
-    _, rows = read_csv(args.output_file)
-    other = {r.get("sweep_key") for r in rows} - {key}
-    if other:
-        raise UsageError(f"{args.output_file} holds chains of another setup (checkpoint, dataset, split or "
-                         f"--full-set-size differ): choose another --output-file")
+    plan.check_resumable(args.output_file, read_csv(args.output_file)[1], key, chains=True)
     print(f"stochastic: {len(chains)} chain(s) x {args.num_iterations} iterations into {args.output_file}",
           file=sys.stderr)
     ctx = prepare(args, setup, sha)
@@ -239,21 +214,6 @@ def run_stochastic(args, chains, setup: ex.SweepSetup, sha: str) -> int:
     print(f"ran {count} iteration(s); analyse with: uv run python analyze_stochastic.py {args.output_file}",
           file=sys.stderr)
     return 0
-
-
-def merge(args) -> int:
-    out = Path(args.output_file)
-    inputs = [str(p) for p in args.inputs]
-    if out.exists() and out.resolve() not in {Path(p).resolve() for p in inputs} and not args.force:
-        raise UsageError(f"{out} exists: list it among the inputs to merge into it, or pass --force to replace it")
-    count = merge_csvs(inputs, out, key="row_id" if _is_stochastic(inputs[0]) else "experiment_id")
-    print(f"merged {len(inputs)} file(s) into {out}: {count} row(s)")
-    return 0
-
-
-def _is_stochastic(path) -> bool:
-    header, _ = read_csv(path)
-    return bool(header) and "row_id" in header
 
 
 if __name__ == "__main__":

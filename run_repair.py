@@ -20,23 +20,24 @@ import logging
 import sys
 from pathlib import Path
 
-from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_solver_args, device_from,
-                                script_main, setup_logging)
+from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_repair_args, add_solver_args,
+                                device_from, script_main, setup_logging)
+from alexnet_repair.cli import repair_config_from as config_from
 from alexnet_repair.provenance import versions
 from alexnet_repair.data import CLASS_NAMES
 from alexnet_repair.errors import UsageError
 from alexnet_repair.fileio import write_json
-from alexnet_repair.model import CLASSIFIER_LINEARS, file_sha256, load_checkpoint, save_checkpoint
+from alexnet_repair.model import file_sha256, load_checkpoint, save_checkpoint
 from alexnet_repair.paths import path_for
 from alexnet_repair.editsets import load_editset_for
 from alexnet_repair.evaluate import evaluate_repair
-from alexnet_repair.repair import FORMULATIONS, OBJECTIVES, FTConfig, RepairConfig, run_method
+from alexnet_repair.repair import FTConfig, run_method
 
 log = logging.getLogger("run_repair")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d, f = RepairConfig(), FTConfig()
+    f = FTConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=["misclassified", "by-class"],
                         help="which generated edit set to repair (or give --edit-set)")
@@ -46,22 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--edit-set", default=None, help="path of an edit set .pt (instead of a mode)")
     parser.add_argument("--weights", default=str(path_for("base_model")), help="model to repair")
     parser.add_argument("--output", default=str(path_for("repaired_model")), help="where the repaired model goes")
-    parser.add_argument("--param-bound", type=float, default=d.param_bound, help="max |parameter change| (default 5.0)")
-    parser.add_argument("--margin", type=float, default=d.margin, help="classification margin (default 2.0)")
-    parser.add_argument("--layer", default=d.layer, help=f"layer to edit: {', '.join(CLASSIFIER_LINEARS)} "
-                                                         "or last/penultimate/first (default: the last)")
-    parser.add_argument("--rows", default=None, help="editable rows of the layer: a:b, i,j,k, or a count N "
-                                                     "(the N rows with the largest loss gradient); default all")
-    parser.add_argument("--objective", choices=OBJECTIVES, default=d.objective, help="default linf+l1n (APRNN)")
-    parser.add_argument("--formulation", choices=FORMULATIONS, default=d.formulation)
-    parser.add_argument("--algorithm", default=d.algorithm, help="solver algorithm: auto, simplex, primal, ipm, "
-                                                                 "ipm-nocrossover, pdlp")
-    parser.add_argument("--method", choices=["aprnn", "ft"], default=d.method,
-                        help="aprnn: the provable LP repair (default); ft: fine-tuning baseline on the same parameters")
-    parser.add_argument("--on-infeasible", choices=["fail", "max-fixed"], default=d.on_infeasible,
-                        help="aprnn: when no repair of all images exists, fail (default) or repair the largest "
-                             "fixable subset (a MILP, under --time-limit too; exit 1, status partial, model "
-                             "written)")
+    add_repair_args(parser)
     parser.add_argument("--save-partial", action="store_true",
                         help="ft: write the model even when it does not fix every edit image")
     ft = parser.add_argument_group("fine-tuning (--method ft)")
@@ -79,13 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_args(parser)
     add_common_args(parser, seed=0)
     return parser
-
-
-def config_from(args) -> RepairConfig:
-    return RepairConfig(layer=args.layer, rows=args.rows, param_bound=args.param_bound, margin=args.margin,
-                        objective=args.objective, solver=args.solver, algorithm=args.algorithm,
-                        formulation=args.formulation, time_limit=args.time_limit, threads=args.threads,
-                        method=args.method, on_infeasible=args.on_infeasible)
 
 
 @script_main

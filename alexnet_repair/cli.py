@@ -1,4 +1,5 @@
-"""Flags shared by the root scripts, defined once, and the error-to-exit-code wrapper."""
+"""Flags shared by the root scripts, defined once (data, device, solver, repair settings), and the error-to-exit-code
+wrapper."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import torch
 
 from .data import DATASETS
 from .errors import AlexRepairError, UsageError
+from .experiments.settings import DEFAULT_BOUNDS, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS, METHODS
+from .model import CLASSIFIER_LINEARS
+from .paths import path_for
+from .repair import FORMULATIONS, OBJECTIVES, RepairConfig
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str | None = "cifar10") -> None:
@@ -20,7 +25,8 @@ def add_data_args(parser: argparse.ArgumentParser, default: str | None = "cifar1
     group.add_argument("--dataset", choices=DATASETS, default=default,
                        help="cifar10 (downloaded into --data-dir on first use) or the offline 'synthetic' set"
                             + ("" if default else " (default: the edit set's dataset, else cifar10)"))
-    group.add_argument("--data-dir", default="data", help="folder holding cifar-10-batches-py (default: data)")
+    root = path_for("dataset_root")
+    group.add_argument("--data-dir", default=str(root), help=f"folder holding cifar-10-batches-py (default: {root})")
     group.add_argument("--no-download", action="store_true", help="never try to download CIFAR-10")
 
 
@@ -57,6 +63,51 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
                        help="auto: Gurobi when a licence that fits the model exists, else HiGHS (default)")
     group.add_argument("--time-limit", type=float, default=None, help="solver time limit in seconds")
     group.add_argument("--threads", type=int, default=None, help="solver threads (default: the solver's choice)")
+
+
+def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The repair settings: run_repair.py's flags, or with ``sweep`` experiment_runner.py's, where the grid
+    dimensions take several values (--param-bounds, --margins, --layers, --methods) and the help is a sweep's."""
+    d = RepairConfig()
+
+    def flag(name: str, field: str, help: str | None, sweep_help: str | None, plural=None, **kw) -> None:
+        """``plural``: (flags, dest, defaults) of the flag in a sweep, where it is a grid dimension."""
+        if sweep and plural:
+            flags, dest, defaults = plural
+            parser.add_argument(*flags, dest=dest, nargs="+", default=list(defaults), help=sweep_help, **kw)
+        else:
+            parser.add_argument(name, default=getattr(d, field), help=sweep_help if sweep else help, **kw)
+
+    flag("--param-bound", "param_bound", "max |parameter change| (default 5.0)",
+         "max |parameter change| values (default: 5.0)",
+         (("--param-bound", "--param-bounds"), "param_bounds", DEFAULT_BOUNDS), type=float)
+    flag("--margin", "margin", "classification margin (default 2.0)", "margin values (default: 2.0)",
+         (("--margin", "--margins"), "margins", DEFAULT_MARGINS), type=float)
+    flag("--layer", "layer", f"layer to edit: {', '.join(CLASSIFIER_LINEARS)} or last/penultimate/first (default: "
+         "the last)", "layers to edit: classifier.1/.4/.6 or last/penultimate/first (default: the last)",
+         (("--layers",), "layers", DEFAULT_LAYERS))
+    flag("--rows", "rows", "editable rows of the layer: a:b, i,j,k, or a count N (the N rows with the largest loss "
+         "gradient); default all", "editable rows of the layer (see run_repair.py; default all)")
+    flag("--objective", "objective", "default linf+l1n (APRNN)", "repair objective (default: APRNN's)",
+         choices=OBJECTIVES)
+    flag("--formulation", "formulation", None, None, choices=FORMULATIONS)
+    flag("--algorithm", "algorithm", "solver algorithm: auto, simplex, primal, ipm, ipm-nocrossover, pdlp",
+         "solver algorithm (see run_repair.py)")
+    flag("--method", "method", "aprnn: the provable LP repair (default); ft: fine-tuning baseline on the same "
+         "parameters", "repair methods (default: aprnn)", (("--methods",), "methods", DEFAULT_METHODS),
+         choices=METHODS)
+    flag("--on-infeasible", "on_infeasible", "aprnn: when no repair of all images exists, fail (default) or repair "
+         "the largest fixable subset (a MILP, under --time-limit too; exit 1, status partial, model written)",
+         "max-fixed: repair the largest fixable subset when no full repair exists (a MILP)",
+         choices=["fail", "max-fixed"])
+
+
+def repair_config_from(args) -> RepairConfig:
+    """The RepairConfig of run_repair.py's flags (:func:`add_repair_args` and :func:`add_solver_args`)."""
+    return RepairConfig(layer=args.layer, rows=args.rows, param_bound=args.param_bound, margin=args.margin,
+                        objective=args.objective, solver=args.solver, algorithm=args.algorithm,
+                        formulation=args.formulation, time_limit=args.time_limit, threads=args.threads,
+                        method=args.method, on_infeasible=args.on_infeasible)
 
 
 def device_from(args) -> torch.device:

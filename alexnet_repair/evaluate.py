@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .data import CLASS_NAMES, Split, load_split
 from .errors import DataError
+from .paths import path_for
 
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,9 @@ def evaluate_repair(base, repaired, editset, dataset: str, args, device="cpu",
     """Drawdown, generalization and per-class change of a repair on the test split (and the edit set's split)."""
     quiet = bool(getattr(args, "quiet", False))
     download = not getattr(args, "no_download", False)
+    data_dir = getattr(args, "data_dir", str(path_for("dataset_root")))
     try:
-        test = load_split(dataset, "test", getattr(args, "data_dir", "data"), download=download)
+        test = load_split(dataset, "test", data_dir, download=download)
     except DataError as err:
         log.warning("skipping drawdown evaluation: %s", err)
         return {}
@@ -145,7 +147,7 @@ def evaluate_repair(base, repaired, editset, dataset: str, args, device="cpu",
     new_preds = predict(repaired, test, device, progress=not quiet, desc="repaired model")
     holdout = None
     if not same and len(editset.holdout_indices):
-        other = load_split(dataset, editset.meta["split"], getattr(args, "data_dir", "data"), download=download)
+        other = load_split(dataset, editset.meta["split"], data_dir, download=download)
         holdout = tuple(predict(m, other, device, index=editset.holdout_indices, progress=not quiet)
                         for m in (base, repaired))
     return compare_models(base_preds, new_preds, editset.indices if same else (), editset.holdout_indices, holdout)

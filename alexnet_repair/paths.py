@@ -6,6 +6,7 @@ so ``data/``, ``artifacts/`` and ``results/`` land beside the scripts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
@@ -45,6 +46,11 @@ def path_for(what: str, *, root: str | Path = ".", **keys) -> Path:
     - ``sweep_csv``                             results/experiment.csv
     - ``stochastic_csv``                        results/stochastic_experiment.csv
     - ``analysis_dir``                          results/analysis/
+    - ``stochastic_analysis_dir``               results/analysis/stochastic/
+    - ``run_models`` (experiment_id, sweep_csv)  artifacts/experiments/<experiment_id>/<csv stem>-<hash of the CSV's
+      absolute path>/: the models of one run of one sweep CSV (two CSVs may hold the same experiment id)
+    - ``chain_model`` (chain_id, iteration, sweep_csv)  <run_models of the chain>/iter_<iteration:04d>.pth
+    - ``run_records`` (sweep_csv)               beside the CSV: results/experiment.csv -> results/experiment/
     """
     root = Path(root)
     if what == "dataset_root":
@@ -69,6 +75,19 @@ def path_for(what: str, *, root: str | Path = ".", **keys) -> Path:
         return root / RESULTS_DIR / "stochastic_experiment.csv"
     if what == "analysis_dir":
         return root / RESULTS_DIR / "analysis"
+    if what == "stochastic_analysis_dir":
+        return root / RESULTS_DIR / "analysis" / "stochastic"
+    if what == "run_models":
+        csv = Path(keys["sweep_csv"]).resolve()
+        tag = hashlib.sha256(str(csv).encode()).hexdigest()[:8]
+        return path_for("experiment_dir", root=root, experiment_id=keys["experiment_id"]) / safe_name(
+            f"{csv.stem}-{tag}")
+    if what == "chain_model":
+        return path_for("run_models", root=root, experiment_id=keys["chain_id"],
+                        sweep_csv=keys["sweep_csv"]) / f"iter_{keys['iteration']:04d}.pth"
+    if what == "run_records":
+        csv = Path(keys["sweep_csv"])
+        return csv.with_name(csv.stem)
     raise KeyError(f"unknown path kind {what!r}")
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import CLASS_NAMES, load_split
-from .errors import AlexRepairError
-from .fileio import atomic_write_bytes, atomic_write_text
+from ..data import CLASS_NAMES, load_split
+from ..errors import AlexRepairError
+from ..fileio import atomic_write_bytes, atomic_write_text
+from ..plots import contact_sheet
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,6 @@ def contact_sheets(df: pd.DataFrame, out_dir: Path, limit: int = 3, data_dir: st
 
     Reads each run's JSON record and the images from its dataset; returns (sheets, notes on what was skipped).
     """
-    from .plots import contact_sheet
-
     if "record_path" not in df:
         return [], ["the CSV has no record_path column: no edit images to show"]
     ok = df[df["success"] & (df["record_path"].fillna("").astype(str).str.len() > 0)]

@@ -9,27 +9,20 @@ from contextlib import chdir
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import analysis
 import experiment_runner
-from alexnet_repair.analysis import growth_exponent
-from alexnet_repair.model import save_checkpoint, small_alexnet
+from alexnet_repair.analysis.grid import growth_exponent
+from sweeptools import common
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, cifar_dir, fitted_state):
+def sweep_dir(tmp_path_factory, cifar_dir, quiet_checkpoint):
     """A real 12-run sweep (two types, two classes, two sizes, two margins) of the tiny model, with its run records."""
     root = tmp_path_factory.mktemp("analysis")
-    model = small_alexnet(16)
-    model.load_state_dict(fitted_state)
-    with torch.no_grad():  # small logits: see tests/test_experiments.py, quiet_model
-        model.classifier[6].weight.mul_(0.01)
-        model.classifier[6].bias.mul_(0.01)
-    weights = save_checkpoint(model, root / "quiet.pth")
-    args = ["--dataset", "cifar10", "--data-dir", str(cifar_dir), "--no-download", "--weights", str(weights),
-            "--solver", "highs", "--threads", "1", "--quiet", "--repair-set-sizes", "2", "5", "--repair-set-types",
+    weights = quiet_checkpoint     # small logits: see conftest.py, quiet_state
+    args = [*common(cifar_dir, weights), "--repair-set-sizes", "2", "5", "--repair-set-types",
             "misclassified", "class_homogeneous_incorrect", "--target-classes", "3", "5", "--param-bound", "20",
             "--margins", "0.05", "0.1", "--output-file", "results/experiment.csv"]
     with chdir(root):

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .data import Split
-from .evaluate import Predictions, margins_of
+from ..data import Split
+from ..evaluate import Predictions, margins_of
 
 EVAL_BATCH = 128   # batch size of every cached pass (evaluate.predict's default)
 

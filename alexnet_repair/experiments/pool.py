@@ -1,7 +1,8 @@
 """Worker processes for sweeps: spawn (torch and fork do not mix), the cores divided between workers.
 
 Each worker builds its state once (``init_fn(*init_args)``, e.g. load the model) and then runs
-``fn(state, item)`` per item; results come back to the parent as they finish.
+``fn(state, item)`` per item; results come back to the parent as they finish. :func:`run_all` does the same
+in this process when one job is asked for.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from .errors import AlexRepairError
+from ..errors import AlexRepairError
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -75,3 +76,14 @@ def run_pool(fn, items: list, init_fn, init_args: tuple, jobs: int, threads: int
                               "rerun the same command to continue, perhaps with fewer --jobs") from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def run_all(fn, items: list, init_fn, init_args: tuple, jobs: int, threads: int, on_result) -> None:
+    """:func:`run_pool`, or with ``jobs <= 1`` the same calls in this process (in order, one state)."""
+    if jobs > 1:
+        run_pool(fn, items, init_fn, init_args, jobs, threads, on_result)
+        return
+    torch.set_num_threads(threads)
+    state = init_fn(*init_args)
+    for item in items:
+        on_result(fn(state, item))

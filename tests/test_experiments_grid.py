@@ -14,58 +14,29 @@ from contextlib import chdir
 from pathlib import Path
 
 import pytest
-import torch
 
 import experiment_runner
-from alexnet_repair import experiments as ex
-from alexnet_repair.csvlog import append_row, read_csv
 from alexnet_repair.data import load_split
 from alexnet_repair.editsets import SWEEP_TYPES, build_editset
-from alexnet_repair.model import load_checkpoint, save_checkpoint, small_alexnet
-from alexnet_repair.repair import RepairConfig
 from alexnet_repair.evaluate import evaluate_repair
+from alexnet_repair.experiments.csvstore import read_csv
+from alexnet_repair.experiments.grid import build_grid
+from alexnet_repair.experiments.plan import shard
+from alexnet_repair.model import load_checkpoint
+from alexnet_repair.repair import RepairConfig
 from alexnet_repair.repair import run_method as run_repair_method
+from sweeptools import common, rows_of
 
 ROOT = Path(__file__).resolve().parents[1]
 # columns that legitimately differ between two runs of the same configuration
 VOLATILE = {"timestamp", "repair_runtime_seconds", "build_time", "solve_time", "wall_time", "record_path"}
 
 
-def common(cifar_dir, weights) -> list[str]:
-    return ["--dataset", "cifar10", "--data-dir", str(cifar_dir), "--no-download", "--weights", str(weights),
-            "--solver", "highs", "--threads", "1", "--quiet"]
-
-
-def rows_of(path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def quiet_model(fitted_state):
-    """conftest's fitted model with its logits scaled by 0.01 (same predictions).
-
-    The repair LP keeps an absolute 1e-4 of margin headroom for float32 rounding; the fitted model's O(10) logits
-    from O(3) activations round by more than that, so its repairs fail verification by ~1e-4. Smaller logits
-    keep the sweep tests about the sweep.
-    """
-    model = small_alexnet(16)
-    model.load_state_dict(fitted_state)
-    with torch.no_grad():
-        model.classifier[6].weight.mul_(0.01)
-        model.classifier[6].bias.mul_(0.01)
-    return model.eval()
-
-
-@pytest.fixture
-def quiet_checkpoint(tmp_path, fitted_state):
-    return save_checkpoint(quiet_model(fitted_state), tmp_path / "quiet.pth")
-
-
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory, cifar_dir, fitted_state):
+def sweep(tmp_path_factory, cifar_dir, quiet_checkpoint):
     """One real 6-run sweep (tiny model, tiny CIFAR folder, HiGHS) shared by the tests below."""
     root = tmp_path_factory.mktemp("sweep")
-    weights = save_checkpoint(quiet_model(fitted_state), root / "quiet.pth")
+    weights = quiet_checkpoint
     grid = [*common(cifar_dir, weights), "--repair-set-sizes", "3", "6", "--repair-set-types", "misclassified",
             "class_homogeneous_incorrect", "--target-classes", "3", "5", "--param-bound", "20", "--margin", "0.05"]
     args = [*grid, "--output-file", "results/exp.csv"]
@@ -77,7 +48,7 @@ def sweep(tmp_path_factory, cifar_dir, fitted_state):
 def test_sweep_rows_match_a_direct_repair(sweep, cifar_dir):
     rows = rows_of(sweep.csv)
     ids = [r["experiment_id"] for r in rows]
-    assert sorted(ids) == sorted(s.experiment_id for s in ex.build_grid(
+    assert sorted(ids) == sorted(s.experiment_id for s in build_grid(
         ["misclassified", "class_homogeneous_incorrect"], [3, 6], [3, 5], [20.0], [0.05], solver="highs"))
     assert len(set(ids)) == 6
     assert any(r["success"] == "True" for r in rows)
@@ -146,16 +117,6 @@ def test_resume_after_kill_9(workdir, cifar_dir, quiet_checkpoint):
     assert csv_path.read_text().splitlines()[:len(kept)] == kept      # finished rows untouched
 
 
-def test_torn_last_line_is_repaired(tmp_path):
-    path = tmp_path / "log.csv"
-    append_row(path, {"a": 1, "b": "x\ny"}, ["a", "b"])
-    with open(path, "ab") as handle:
-        handle.write(b"2,half a li")                     # a write cut short
-    assert read_csv(path)[1] == [{"a": "1", "b": "x y"}]
-    append_row(path, {"a": 3, "b": "z"}, ["a", "b"])
-    assert path.read_text() == "a,b\n1,x y\n3,z\n"
-
-
 def test_jobs_2_gives_the_same_rows_as_jobs_1(sweep, tmp_path, monkeypatch):
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)   # spawned workers reuse cached bytecode
     with chdir(tmp_path):
@@ -170,9 +131,9 @@ def test_jobs_2_gives_the_same_rows_as_jobs_1(sweep, tmp_path, monkeypatch):
 
 
 def test_shards_partition_the_grid_and_merge(sweep, tmp_path, capsys):
-    grid = ex.build_grid(["misclassified", "class_homogeneous_incorrect"], [1, 2, 3], [0, 4, 9], [1.0, 2.0],
+    grid = build_grid(["misclassified", "class_homogeneous_incorrect"], [1, 2, 3], [0, 4, 9], [1.0, 2.0],
                          [0.5], seeds=[0, 1])
-    parts = [ex.shard(grid, i, 4) for i in range(1, 5)]
+    parts = [shard(grid, i, 4) for i in range(1, 5)]
     assert sorted(s.experiment_id for p in parts for s in p) == sorted(s.experiment_id for s in grid)
     assert sum(map(len, parts)) == len(grid) == len({s.experiment_id for s in grid})
     listed = []

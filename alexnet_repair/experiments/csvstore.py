@@ -1,5 +1,5 @@
-"""Append-only CSV logs that survive ``kill -9``: one complete line per record, a torn tail repaired, rows
-replaced by an atomic rewrite, several files merged.
+"""Crash-safe CSV files that survive ``kill -9``: one complete line per record, a torn tail repaired, rows
+replaced or dropped by an atomic rewrite, several files merged.
 
 Every cell is one physical line (newlines in messages become spaces), so "the file ends in a newline" is
 exactly "the last record is complete". Writers take an exclusive ``flock`` on a hidden ``.<name>.lock``
@@ -17,8 +17,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DataError
-from .fileio import _csv_cell, append_csv_row, atomic_write_text
+from ..errors import DataError
+from ..fileio import _csv_cell, append_csv_row, atomic_write_text
 
 csv.field_size_limit(1 << 26)  # per-class lists and index lists can exceed the 128 KiB default
 
@@ -100,12 +100,30 @@ def read_header(path: str | Path) -> list[str] | None:
 
 def replace_rows(path: str | Path, key: str, rows: list[dict], columns: list[str]) -> None:
     """Rewrite the file atomically with every old row whose ``key`` is among ``rows``' keys replaced by them."""
+    _rewrite(path, key, {r[key] for r in rows}, rows, columns, check=True)
+
+
+def drop_rows(path: str | Path, key: str, values, columns: list[str]) -> None:
+    """Rewrite the file atomically without the rows whose ``key`` is among ``values``."""
+    _rewrite(path, key, set(values), [], columns, check=False)
+
+
+def _rewrite(path, key: str, old_keys: set, rows: list[dict], columns: list[str], check: bool) -> None:
+    """Under the lock: the old rows whose ``key`` is not in ``old_keys``, then ``rows``, atomically."""
     with locked(path):
         header, old = read_csv(path)
-        check_header(path, header, columns)
-        new_keys = {r[key] for r in rows}
-        kept = [r for r in old if r.get(key) not in new_keys]
+        if check:
+            check_header(path, header, columns)
+        kept = [r for r in old if r.get(key) not in old_keys]
         atomic_write_text(path, to_csv_text(kept + rows, columns))
+
+
+def store_row(path: str | Path, row: dict, columns: list[str], replace_key: str | None = None) -> None:
+    """Append ``row``, or with ``replace_key`` put it in place of the old row(s) with the same ``replace_key``."""
+    if replace_key:
+        replace_rows(path, replace_key, [row], columns)
+    else:
+        append_row(path, row, columns)
 
 
 def to_csv_text(rows: list[dict], columns: list[str]) -> str:

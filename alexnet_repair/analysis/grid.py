@@ -1,20 +1,18 @@
-"""Grid-sweep analysis: load and check sweep CSVs, summary tables, the runtime growth exponent and the plots.
+"""Grid-sweep analysis: load sweep CSVs, summary tables, the runtime growth exponent and the plots.
 
-Every figure is a matplotlib ``Figure`` (no pyplot state); :mod:`alexnet_repair.report` writes them as PNGs
-and embeds them in a self-contained HTML report.
+Every figure is a matplotlib ``Figure`` (no pyplot state); :mod:`.report` writes them as PNGs and embeds them
+in a self-contained HTML report.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from .csvlog import dedupe, json_cell, read_csv
-from .data import CLASS_NAMES
-from .errors import DataError
-from .experiments import SCHEMA
+from ..data import CLASS_NAMES
+from ..experiments.csvstore import json_cell
+from ..experiments.schema import SCHEMA
+from .common import load_csvs, make_figure
 
 REQUIRED = ["experiment_id", "schema", "repair_set_type", "requested_repair_set_size", "actual_repair_set_size",
             "target_class", "param_bound", "margin", "status", "success", "repair_runtime_seconds", "solve_time",
@@ -24,33 +22,6 @@ NUMERIC = ["requested_repair_set_size", "actual_repair_set_size", "target_class"
            "max_abs_change", "saved_min_margin", "min_margin", "baseline_accuracy_test_set",
            "repaired_accuracy_test_set", "baseline_holdout_accuracy", "repaired_holdout_accuracy", "n_vars",
            "n_rows", "nnz", "solver_iterations", "wall_time", "efficacy", "fixed_count"]
-
-
-def load_csvs(paths, schema: str, required: list[str], key: str, numeric: list[str], tool_hint: str) -> pd.DataFrame:
-    """Read, check and combine CSV logs; every problem is a one-line DataError naming the file."""
-    rows = []
-    for path in map(Path, paths):
-        if not path.is_file():
-            raise DataError(f"{path}: no such file")
-        header, part = read_csv(path)
-        if not header or not part:
-            raise DataError(f"{path} holds no runs (empty CSV): run the sweep first")
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise DataError(f"{path}: missing columns {', '.join(missing[:6])}: not a {schema} CSV "
-                            f"(written by another version of the toolkit, or another tool?)")
-        found = {r.get("schema") for r in part} - {schema}
-        if found:
-            other = sorted(map(str, found))[0]
-            hint = f" ({tool_hint})" if other.startswith("alexnet_repair.") else ""
-            raise DataError(f"{path}: rows of schema {other!r}, this analysis reads {schema!r}{hint}")
-        rows += part
-    frame = pd.DataFrame(dedupe(rows, key))
-    for col in numeric:
-        if col in frame:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    frame["success"] = frame["success"].astype(str).str.lower().isin(["true", "1"])
-    return frame
 
 
 def load_sweeps(paths) -> pd.DataFrame:
@@ -112,18 +83,6 @@ def methods_table(df: pd.DataFrame) -> pd.DataFrame | None:
     return base.join(cost).reset_index()
 
 
-def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
-    """A GitHub-style markdown table (no tabulate dependency)."""
-    def cell(value):
-        if isinstance(value, (float, np.floating)):
-            return "-" if not np.isfinite(value) else f"{value:.{digits}g}"
-        return str(value)
-    head = "| " + " | ".join(map(str, table.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([head, rule, *body]) + "\n"
-
-
 def per_class_matrix(df: pd.DataFrame) -> pd.DataFrame:
     """Mean per-class accuracy change (drawdown set) of successful runs, one line per (type, size)."""
     ok = df[df["success"]].copy()
@@ -140,15 +99,8 @@ def per_class_matrix(df: pd.DataFrame) -> pd.DataFrame:
 
 # ---- figures ---------------------------------------------------------------------------------------------------
 
-def _figure(ncols=1, width=6.4, height=4.2):
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(width * ncols, height), dpi=100)
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, axes
-
-
 def fig_success(df: pd.DataFrame):
-    fig, (a, b) = _figure(2)
+    fig, (a, b) = make_figure(2)
     for name, part in df.groupby("repair_set_type"):
         rate = part.groupby("requested_repair_set_size")["success"].mean() * 100
         a.plot(rate.index, rate.values, marker="o", label=name)
@@ -172,7 +124,7 @@ def fig_class_heatmap(df: pd.DataFrame):
     types = sorted(part["repair_set_type"].unique())
     if not types:
         return None
-    fig, axes = _figure(len(types), width=5.2, height=4.6)
+    fig, axes = make_figure(len(types), width=5.2, height=4.6)
     for ax, name in zip(axes, types):
         grid = part[part["repair_set_type"] == name].pivot_table(
             index="target_class", columns="requested_repair_set_size", values="success", aggfunc="mean") * 100
@@ -188,7 +140,7 @@ def fig_class_heatmap(df: pd.DataFrame):
 
 
 def fig_runtime(df: pd.DataFrame, fits: pd.DataFrame):
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = make_figure(1)
     solved = df[df["solve_time"].notna() & (df["repair_runtime_seconds"] > 0) & (df["actual_repair_set_size"] > 0)]
     if solved.empty:
         _empty(ax, "no run reached the solver")
@@ -225,7 +177,7 @@ def _mean_line(ax, df, x, y, by="repair_set_type"):
 
 
 def fig_cost_vs_size(df: pd.DataFrame):
-    fig, (a, b) = _figure(2)
+    fig, (a, b) = make_figure(2)
     ok = df[df["success"]]
     _mean_line(a, ok, "requested_repair_set_size", "drawdown")
     a.set(xlabel="requested edit-set size", ylabel="drawdown (points)", title="Drawdown vs size")
@@ -238,7 +190,7 @@ def fig_cost_vs_size(df: pd.DataFrame):
 
 
 def fig_cost_vs_bound_margin(df: pd.DataFrame):
-    fig, axes = _figure(2)
+    fig, axes = make_figure(2)
     ok = df[df["success"]].copy()
     ok["margin_label"] = ["margin " + format(v, "g") for v in ok["margin"]]
     ok["bound_label"] = ["bound " + format(v, "g") for v in ok["param_bound"]]
@@ -256,7 +208,7 @@ def fig_methods(df: pd.DataFrame):
     model; efficacy alone hides fine-tuning's images that are right but below the margin), and time against size."""
     if "method" not in df or df["method"].nunique() < 2:
         return None
-    fig, (a, b) = _figure(2)
+    fig, (a, b) = make_figure(2)
     for (name, part), marker in zip(df.groupby("method"), "os^vD"):
         got = part[part["drawdown"].notna()]
         fixed = 100.0 * got["fixed_count"] / got["actual_repair_set_size"]
@@ -280,7 +232,7 @@ def fig_methods(df: pd.DataFrame):
 def fig_per_class(matrix: pd.DataFrame):
     if matrix.empty:
         return None
-    fig, (ax,) = _figure(1, width=8, height=1.2 + 0.45 * len(matrix))
+    fig, (ax,) = make_figure(1, width=8, height=1.2 + 0.45 * len(matrix))
     limit = max(float(np.nanmax(np.abs(matrix.values))), 1e-9)
     image = ax.imshow(matrix.values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
     ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, fontsize=8)

@@ -1,53 +1,71 @@
-"""Running grid-sweep configurations: draw the edit set, repair, verify on the saved model, evaluate, and write
-one CSV row per run (the parent process is the only writer; workers return rows)."""
+"""Grid sweeps: repair-set type x size x class x bound x margin x layer x method x seed, one CSV row per run.
+
+A run's key is its ``experiment_id`` (e.g. ``misclassified_n50_c-_b5_m2_l6_s0_aprnn_auto``). Each run draws its
+edit set, repairs, verifies on the saved model and evaluates; rows are appended one complete fsynced line at a
+time by the parent process only (workers return rows), so a killed sweep loses at most its in-flight runs.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from . import __version__
-from .csvlog import append_row, replace_rows
-from .data import CLASS_NAMES
-from .editsets import SWEEP_TYPES, build_editset
-from .errors import AlexRepairError
-from .evaluate import compare_models, logits_of, margins_of, predict
-from .experiments import COLUMNS, SCHEMA, RunSpec, SweepContext, artifact_dir, method_args, repair_config
-from .fileio import write_json
-from .model import load_checkpoint, save_checkpoint
-from .repair import run_method
-from .workers import run_pool, threads_per_worker
+from ..data import CLASS_NAMES
+from ..editsets import SWEEP_TYPES, build_editset
+from ..errors import AlexRepairError
+from ..evaluate import compare_models, logits_of, margins_of, predict
+from ..fileio import write_json
+from ..model import load_checkpoint, save_checkpoint
+from ..paths import path_for, safe_name
+from ..repair import run_method
+from .csvstore import store_row
+from .pool import run_all, threads_per_worker
+from .rows import provenance_fields, result_fields, settings_fields, timestamp
+from .schema import COLUMNS, SCHEMA
+from .settings import (DEFAULT_BOUNDS, DEFAULT_CLASSES, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS,
+                       DEFAULT_SEEDS, DEFAULT_SIZES, DEFAULT_TYPES, RepairSettings, check_settings, settings_grid)
+from .setup import SweepContext, method_args, repair_config
 
 log = logging.getLogger(__name__)
 
 
-def write_row(path, row: dict, replacing: bool) -> None:
-    if replacing:
-        replace_rows(path, "experiment_id", [row], COLUMNS)
-    else:
-        append_row(path, row, COLUMNS)
+@dataclass(frozen=True)
+class RunSpec(RepairSettings):
+    """One grid point."""
+
+    size: int = 0
+
+    @property
+    def experiment_id(self) -> str:
+        return safe_name(f"{self.repair_set_type}_n{self.size}_{self.settings_tag}")
+
+
+def build_grid(types=DEFAULT_TYPES, sizes=DEFAULT_SIZES, classes=DEFAULT_CLASSES, bounds=DEFAULT_BOUNDS,
+               margins=DEFAULT_MARGINS, layers=DEFAULT_LAYERS, methods=DEFAULT_METHODS, seeds=DEFAULT_SEEDS,
+               solver: str = "auto") -> list[RunSpec]:
+    """The grid in a fixed order (small sizes first); ``misclassified`` ignores ``classes``."""
+    check_settings(types, sizes, classes, bounds, margins, methods)
+    specs = [RunSpec(size=size, **settings) for size, kind in itertools.product(sorted(set(map(int, sizes))), types)
+             for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver)]
+    return list(dict.fromkeys(specs))
 
 
 def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) -> dict:
     """Draw the edit set, repair, verify on the saved model, evaluate; always returns a CSV row."""
-
     setup, start = ctx.setup, time.perf_counter()
     kind, focus = SWEEP_TYPES[spec.repair_set_type]
     row = {"experiment_id": spec.experiment_id, "schema": SCHEMA, "sweep_key": ctx.sweep_key,
            "repair_set_type": spec.repair_set_type, "repair_set_focus": focus or "",
-           "requested_repair_set_size": spec.size, "edit_set_sizing_strategy": setup.sizing,
-           "target_class": spec.target_class, "param_bound": spec.param_bound, "margin": spec.margin,
-           "target_class_name": None if spec.target_class is None else CLASS_NAMES[spec.target_class],
-           "layer": spec.layer, "method": spec.method, "seed": spec.seed, "solver_requested": spec.solver,
+           "requested_repair_set_size": spec.size, "edit_set_sizing_strategy": setup.sizing, **settings_fields(spec),
            "objective": setup.objective, "dataset": ctx.test.dataset, "edit_split": setup.edit_split,
            "holdout_fraction": setup.holdout_fraction, "baseline_model_path": setup.weights,
-           "baseline_accuracy_test_set": ctx.cache.base_predictions().accuracy(), "threads": threads,
-           "weights_sha256": ctx.weights_sha256, "git_commit": ctx.versions.get("git_commit"),
-           "toolkit_version": __version__, "status": "error", "success": False, "repair_successful": False}
+           "baseline_accuracy_test_set": ctx.cache.base_predictions().accuracy(), **provenance_fields(ctx, threads),
+           "status": "error", "success": False, "repair_successful": False}
     record = {"spec": asdict(spec), "setup": asdict(setup), "versions": ctx.versions}
     try:
         editset = build_editset(base, ctx.edit, kind, target_class=spec.target_class, focus=focus or "incorrect",
@@ -59,7 +77,7 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
         record["editset"] = {k: v for k, v in editset.meta.items() if k != "probabilities"}
         config = repair_config(setup, spec, threads)
         result = run_method(base, editset, config, method_args(setup, spec.seed), setup.device)
-        row.update(_result_columns(result))
+        row.update(result_fields(result))
         record["result"] = result.record()
         if result.model is not None:      # success, or a verified partial repair (max-fixed, fine-tuning)
             row.update(_evaluate(ctx, base, result.model, editset, spec, record))
@@ -69,7 +87,7 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
         log.error("run %s failed", spec.experiment_id, exc_info=True)
         row["error_message"] = f"{type(err).__name__}: {err}"
     row["wall_time"] = time.perf_counter() - start
-    row["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    row["timestamp"] = timestamp()
     if setup.record_dir:
         path = Path(setup.record_dir) / f"{spec.experiment_id}.json"
         row["record_path"] = str(path)
@@ -77,30 +95,11 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
     return row
 
 
-def _result_columns(result) -> dict:
-    rec = result.record()
-    iterations = rec.get("iterations") or {}
-    out = {"status": result.status, "success": result.success, "repair_successful": result.success,
-           "error_message": "" if result.success else result.message, "solver": result.solver,
-           "solver_version": result.solver_version, "formulation": result.formulation, "n_vars": result.n_vars,
-           "n_rows": result.n_rows, "nnz": result.nnz, "n_solves": result.n_solves,
-           "build_time": result.build_time, "solve_time": result.solve_time,
-           "repair_runtime_seconds": result.total_time, "iterations": iterations,
-           "solver_iterations": sum(int(iterations.get(k, 0)) for k in ("simplex", "ipm", "pdlp")),
-           "gurobi_barrier_iterations": iterations.get("ipm") if result.solver == "gurobi" else None,
-           "objective_value": result.objective, "fixed_count": rec.get("fixed_count"),
-           "unfixable_indices": rec.get("unfixable_indices")}
-    if result.verification is not None:
-        out.update(min_margin=result.verification.min_margin, max_abs_change=result.verification.max_abs_change,
-                   efficacy=result.verification.efficacy)
-    return out
-
-
 def _evaluate(ctx: SweepContext, base, repaired, editset, spec: RunSpec, record: dict) -> dict:
     """Metrics of a successful repair; the edit-set margin is re-measured on the model as saved."""
     setup, out = ctx.setup, {}
     if setup.keep_models:
-        path = artifact_dir(spec.experiment_id, setup.output_file) / "repaired.pth"
+        path = path_for("run_models", experiment_id=spec.experiment_id, sweep_csv=setup.output_file) / "repaired.pth"
         save_checkpoint(repaired, path)
         repaired = load_checkpoint(path)
         out["repaired_model_path"] = str(path)
@@ -147,19 +146,26 @@ def execute(todo: list[RunSpec], ctx: SweepContext, output, done: dict, jobs: in
     rows = []
 
     def record(row):
-        write_row(output, row, replacing=row["experiment_id"] in done)
+        store_row(output, row, COLUMNS, replace_key="experiment_id" if row["experiment_id"] in done else None)
         rows.append(row)
         bar.set_postfix_str(f"{row['experiment_id']}: {row['status']}", refresh=False)
         bar.update(1)
 
     try:
-        if jobs <= 1:
-            torch.set_num_threads(threads)
-            state = _worker_state(ctx, threads)
-            for spec in todo:
-                record(_work(state, spec))
-        else:
-            run_pool(_work, todo, _worker_state, (ctx, threads), jobs, threads, record)
+        run_all(_work, todo, _worker_state, (ctx, threads), jobs, threads, record)
     finally:
         bar.close()
     return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    """A fixed-width table of finished runs for the terminal."""
+    lines = [f"{'experiment_id':<52} {'status':<13} {'size':>5} {'time s':>8} {'drawdown':>9} {'min margin':>10}"]
+    for row in sorted(rows, key=lambda r: r["experiment_id"]):
+        def num(key, fmt):
+            value = row.get(key)
+            return format(value, fmt) if isinstance(value, (int, float)) and np.isfinite(value) else "-"
+        lines.append(f"{row['experiment_id']:<52} {row['status']:<13} {num('actual_repair_set_size', 'd'):>5} "
+                     f"{num('repair_runtime_seconds', '.2f'):>8} {num('drawdown', '.2f'):>9} "
+                     f"{num('saved_min_margin', '.4f'):>10}")
+    return "\n".join(lines)

@@ -12,8 +12,8 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
-from .analysis import _figure, load_csvs
-from .stochastic import SCHEMA
+from ..experiments.schema import STOCHASTIC_SCHEMA as SCHEMA
+from .common import load_csvs, make_figure
 
 REQUIRED = ["experiment_id", "iteration", "row_id", "schema", "batch_size", "homogeneity", "test_accuracy",
             "full_repair_accuracy", "batch_repair_time", "success", "baseline_test_accuracy",
@@ -86,7 +86,7 @@ def _label(kind, batch) -> str:
 
 
 def fig_accuracy(df: pd.DataFrame):
-    fig, axes = _figure(2)
+    fig, axes = make_figure(2)
     full = with_baseline(df)
     for ax, (metric, label) in zip(axes, METRICS.items()):
         for (kind, batch), part in curves(full, metric).groupby(GROUP):
@@ -100,7 +100,7 @@ def fig_accuracy(df: pd.DataFrame):
 
 
 def fig_time(df: pd.DataFrame):
-    fig, (ax,) = _figure(1)
+    fig, (ax,) = make_figure(1)
     for (kind, batch), part in curves(df, "batch_repair_time").groupby(GROUP):
         line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
         ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
@@ -114,7 +114,7 @@ def fig_time(df: pd.DataFrame):
 def fig_batch_sizes(df: pd.DataFrame):
     """Final accuracies, success rate and time against the batch size, one line per type."""
     table = summary(df)
-    fig, axes = _figure(4, width=4.2)
+    fig, axes = make_figure(4, width=4.2)
     panels = [("final_test_accuracy", "final test accuracy (%)"),
               ("final_full_repair_accuracy", "final full-set accuracy (%)"),
               ("success_rate", "success rate (%)"), ("mean_batch_repair_time_s", "mean repair time (s)")]

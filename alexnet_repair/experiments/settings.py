@@ -1,0 +1,75 @@
+"""What a sweep varies: the defaults of a grid sweep, the repair settings of one run or chain, their grid and
+its checks."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from ..data import CLASS_NAMES
+from ..editsets import SWEEP_TYPES, parse_sweep_type
+from ..errors import UsageError
+from ..model import resolve_layer
+from .featcache import classifier_stop
+
+# Every default of a grid sweep, in one place. The README's `experiment_runner.py --dataset synthetic` runs this
+# grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer, about 5 minutes on 2 busy CPU cores (measured).
+DEFAULT_SIZES = (10, 50, 100)            # requested edit-set sizes (actual size may be smaller: --sizing flexible)
+DEFAULT_TYPES = ("misclassified", "class_homogeneous_incorrect")   # see editsets.SWEEP_TYPES
+DEFAULT_CLASSES = (3, 5)                 # cat, dog: target classes of the class-homogeneous types
+DEFAULT_BOUNDS = (5.0,)                  # max |change| of every edited parameter (APRNN's --param-bound)
+DEFAULT_MARGINS = (2.0,)                 # logit[target] - logit[other] required on every edit image
+DEFAULT_LAYERS = ("classifier.6",)       # the last Linear: a pure LP (no activation-pattern rows)
+DEFAULT_METHODS = ("aprnn",)             # "aprnn" (provable LP) or "ft" (fine-tuning baseline)
+DEFAULT_SEEDS = (0,)                     # edit-set draws (same seed: smaller sets nested in larger ones)
+DEFAULT_SIZING = "flexible"              # flexible: take what exists; strict: fewer candidates is a failed run
+DEFAULT_HOLDOUT_FRACTION = 0.5           # share of the candidates kept out of the edit set for generalization
+DEFAULT_EDIT_SPLIT = "test"              # split the edit sets are drawn from (drawdown = the rest of the test split)
+METHODS = ("aprnn", "ft")
+
+
+@dataclass(frozen=True)
+class RepairSettings:
+    """What one sweep run (grid.RunSpec) or stochastic chain (stochastic.ChainSpec) repairs with."""
+
+    repair_set_type: str
+    target_class: int | None
+    param_bound: float
+    margin: float
+    layer: str
+    method: str
+    seed: int
+    solver: str
+
+    @property
+    def settings_tag(self) -> str:
+        """These settings as an id part: class, bound, margin, layer, seed, method, solver."""
+        cls = "-" if self.target_class is None else self.target_class
+        return (f"c{cls}_b{self.param_bound:g}_m{self.margin:g}_l{classifier_stop(self.layer)}_s{self.seed}"
+                f"_{self.method}_{self.solver}")
+
+
+def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver) -> list[dict]:
+    """The RepairSettings fields of every combination for one repair-set type (``misclassified`` has no class)."""
+    targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
+    return [dict(repair_set_type=kind, target_class=cls, param_bound=float(bound), margin=float(margin),
+                 layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver)
+            for cls, bound, margin, layer, method, seed in itertools.product(targets, bounds, margins, layers,
+                                                                             methods, seeds)]
+
+
+def check_settings(types, sizes, classes, bounds, margins, methods) -> None:
+    """The checks of a grid's dimensions (a stochastic sweep passes ``sizes=[1]``); UsageError naming the flag."""
+    for name in types:
+        parse_sweep_type(name)
+    for method in methods:
+        if method not in METHODS:
+            raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    if any(int(s) < 1 for s in sizes):
+        raise UsageError("--repair-set-sizes must be positive")
+    if any(c not in range(len(CLASS_NAMES)) for c in classes):
+        raise UsageError(f"--target-classes must lie in 0-9 (got {list(classes)})")
+    if any(not b > 0 for b in bounds) or any(not m >= 0 for m in margins):
+        raise UsageError("--param-bounds must be positive and --margins non-negative")
+    if any(SWEEP_TYPES[t][0] == "by-class" for t in types) and not classes:
+        raise UsageError("class-homogeneous repair-set types need --target-classes")
