@@ -1,15 +1,16 @@
 """The "ipm" formulation: the repair LP solved by the structured interior-point method
 (mehrotra.py + normal_equations.py), certified independently, else handed to exact column generation.
 
-The IPM's LP is a relaxation of the exact one: it has every dW column, but no |dW| <= t,
-|db_k| <= t rows, only some margin rows (per point the INIT_ROWS most binding ones and all
-originally violated ones; rows found violated are added and the IPM re-run), and margin
-rows / pattern bounds tightened by TIGHTEN. Certificate, in float64, independent of the IPM:
+The IPM's LP is the exact one (every dW column, the |dW| <= t and |db| <= t coupling as the
+Ew rows of normal_equations.py) except that it holds only some margin rows (per point the
+INIT_ROWS most binding ones and all originally violated ones; rows found violated are added
+and the IPM re-run), and margin rows / pattern bounds are tightened by TIGHTEN. Certificate,
+in float64, independent of the IPM:
 
 * primal: (dW, db) decoded, every logit / pre-activation change recomputed from them and
   every row of the exact LP checked (all margins >= margin + margin_slack, pattern bounds,
   |change| <= bound) to FEAS_TOL, the absolute tolerance HiGHS's simplex also allows.
-  UB = the exact objective (all of d, so the missing |dW| <= t rows cost nothing) there.
+  UB = the exact objective (all of d) there.
 * dual: LB = minimum over the column box of the Lagrangian at the IPM's row duals y: a valid
   lower bound of the relaxation, hence of the exact LP, whatever y is (columns without a
   finite bound get the bound implied by objective <= UB).
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas_threads.py)
-INIT_ROWS = 3  # margin rows per point in the first IPM round (plus every originally violated one)
+ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
+INIT_ROWS = 3  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
 NEAR_ROWS = 0.05  # after a round, rows with slack < NEAR_ROWS * margin join the next round
 MAX_ROUNDS = 6
 MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
@@ -118,9 +120,11 @@ def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
 
 
 def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS) -> np.ndarray:
-    """Margin rows the first IPM round includes: per point the ``per_point`` most binding ones
-    and every one the original network violates."""
+    """Margin rows the first IPM round includes: all of them while they are few (ALL_ROWS), else per point
+    the ``per_point`` most binding ones and every one the original network violates."""
     n, n_cls = net.z0[-1].shape
+    if n * (n_cls - 1) <= ALL_ROWS:
+        return np.arange(n * (n_cls - 1))
     need = -margin_slacks(spec, net.z0[-1]).reshape(n, n_cls - 1)  # > 0: the row needs a change
     rank = np.argsort(np.argsort(-need, axis=1), axis=1)
     return np.flatnonzero(((rank < per_point) | (need >= 0)).ravel())

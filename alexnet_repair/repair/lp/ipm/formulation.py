@@ -34,7 +34,7 @@ class IpmLP:
 
 # Over 60 lines: one standard-form LP; its column layout, rows and bounds must stay in step.
 def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, tighten: float = TIGHTEN) -> IpmLP:
-    """The repair LP (without the |dW| <= t and |db_k| <= t rows) in the IPM's standard form.
+    """The repair LP in the IPM's standard form, the |dW| <= t and |db_k| <= t rows included (Ew rows).
 
     keep: indices of the margin rows (numbered as lr.margin_rows numbers them) to include;
     None = all. Fewer rows give a relaxation, which the certificate accounts for."""
@@ -58,6 +58,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         ev = cols.add("e_v", (n_edit, cv))
         edb = cols.add("e_db", (n_cls,)) if L == 2 else np.zeros(0, dtype=np.int64)
         t = cols.add("t", (1,))[0]
+        ew = cols.add("e_w", (n_r * (n_in + 1),))  # slack of |dW_rj| <= t (and |db_k,r| <= t): the exact LP
     parts, b_parts = [], []
     n_def = n_pts * n_r
     ar = np.arange(n_def)
@@ -106,10 +107,17 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
             parts.append(sp.csr_matrix((np.r_[np.ones(3 * k), -np.ones(k)], (np.r_[kr, kr, kr, kr], np.r_[p, m, e, np.full(k, t)])),
                                        shape=(k, cols.n)))
             b_parts.append(np.zeros(k))
+    if terms.w_inf:  # Ew rows, last: W+ + W- (implicit, in BlockOperator) + e_w - t = 0
+        k = ew.size
+        parts.append(sp.csr_matrix((np.r_[np.ones(k), -np.ones(k)], (np.r_[np.arange(k), np.arange(k)],
+                                   np.r_[ew, np.full(k, t)])), shape=(k, cols.n)))
+        b_parts.append(np.zeros(k))
     ax = sp.vstack(parts).tocsc()
     b_exact = np.concatenate(b_parts)
     e_mask = np.zeros(ax.shape[0], dtype=bool)
     e_mask[n_before_e:] = True
+    if terms.w_inf:
+        e_mask[ax.shape[0] - ew.size:] = False  # the Ew rows are BlockOperator's own block
     marg_rows = np.arange(n_before_e - n_marg, n_before_e)
     b = b_exact.copy()
     b[marg_rows] += tighten
@@ -127,7 +135,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         ub[dbp], ub[dbm] = spec.bound, spec.bound
     if terms.w_inf:
         c[t] = terms.w_inf * cscale
-    op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask)
+    op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask, weight_epigraph=bool(terms.w_inf))
     cost = np.r_[np.ones(n_w), c]
     upper = np.r_[np.full(n_w, spec.bound), ub]
 
@@ -145,7 +153,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         if terms.w_inf:
             xs[t] = ub_s / c[t]
             vmax = min(vmax, xs[t])
-            xs[ev], xs[edb] = xs[t], xs[t]
+            xs[ev], xs[edb], xs[ew] = xs[t], xs[t], xs[t]
         v_cap = np.minimum(v_max, vmax)
         v_cap[n_edit:] = v_max[n_edit:]  # preserve points' v are not bounded by the objective
         xs[vp], xs[vm] = v_cap, v_cap

@@ -6,7 +6,10 @@ a ones column when the bias is edited like a weight. Then X = every other column
 and one dense column ``t`` (the inf-norm level).
 
 Rows: D, then O (the rest); E = a subset of O whose part of X^T diag X^T is diagonal (the
-epigraph rows: each touches only its own v+/v-/slack, plus t). Elimination order:
+epigraph rows: each touches only its own v+/v-/slack, plus t). Optionally, as the last n_r * d
+rows, the weight epigraph rows Ew: W+[r, j] + W-[r, j] + e_w[r, j] - t = 0 (|dW| <= t), which
+couple only to the D rows of their own block r; eliminating them (diagonal) changes K_r's
+diagonal weights and keeps every block N x N. Elimination order:
 1. t by Sherman-Morrison; 2. E (diagonal); 3. either D block by block (dense N x N blocks
 K_r = a diag(theta_r) a^T) and a dense Schur complement on O ("schur-o"), or O group by
 group (O must split into small independent groups, e.g. per point) and a dense D system
@@ -24,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 
 class BlockOperator:
     def __init__(self, a: np.ndarray, n_r: int, ax: sp.csc_matrix, t_col: int | None, e_mask: np.ndarray,
-                 mode: str = "auto", reg: float = 1e-11):
+                 mode: str = "auto", reg: float = 1e-11, weight_epigraph: bool = False):
         self.a = a
         self.n_pts, self.d = a.shape
         self.n_r, self.reg = n_r, reg
@@ -35,11 +38,18 @@ class BlockOperator:
         self.n_rows = ax.shape[0]
         self.n = self.n_w + ax.shape[1]
         self.t_col = t_col
+        self.n_ew = n_r * self.d if weight_epigraph else 0  # the Ew rows: the last n_ew rows of ax
+        self.main = self.n_rows - self.n_ew                 # rows before them
         mask = np.ones(ax.shape[1])
         if t_col is not None:
             self.a_t = self.ax[:, t_col].toarray().ravel()
             mask[t_col] = 0.0
-        self.ax0 = (self.ax @ sp.diags(mask)).tocsr()
+        self.ax0 = (self.ax @ sp.diags(mask)).tocsr()[: self.main]
+        e_mask = np.asarray(e_mask)[: self.main]
+        if self.n_ew:
+            self.ew_cols = self.ax[self.main:].tocsr() @ sp.diags(mask)
+            assert (self.ew_cols.getnnz(1) == 1).all(), "each Ew row holds one slack column besides t"
+            self.ew_col = self.ew_cols.indices
         self.e_idx = np.flatnonzero(e_mask)
         self.f_idx = np.flatnonzero(~e_mask)  # D rows first, then the other O rows
         assert (self.f_idx[: self.n_d] == np.arange(self.n_d)).all(), "E rows must lie after the D rows"
@@ -62,11 +72,14 @@ class BlockOperator:
         dw = (x[: self.n_w // 2] - x[self.n_w // 2: self.n_w]).reshape(self.n_r, self.d)
         out = self.ax @ x[self.n_w:]
         out[: self.n_d] -= (self.a @ dw.T).ravel()
+        if self.n_ew:
+            out[self.main:] += x[: self.n_w // 2] + x[self.n_w // 2: self.n_w]
         return out
 
     def rmatvec(self, y: np.ndarray) -> np.ndarray:
         g = (y[: self.n_d].reshape(self.n_pts, self.n_r).T @ self.a).ravel()
-        return np.concatenate([-g, g, self.ax_t @ y])
+        yw = y[self.main:] if self.n_ew else 0.0
+        return np.concatenate([-g + yw, g + yw, self.ax_t @ y])
 
     def _reduced(self, thx: np.ndarray):
         """(G = H_FF - H_FE diag(1/d_E) H_EF over the F rows, d_E, H_FE) for H = X diag(thx) X^T (t excluded)."""
@@ -80,7 +93,15 @@ class BlockOperator:
 
     def factor(self, theta: np.ndarray) -> None:
         n_r, n_pts, n_d = self.n_r, self.n_pts, self.n_d
-        th = (theta[: self.n_w // 2] + theta[self.n_w // 2: self.n_w]).reshape(n_r, self.d)
+        tp, tm = theta[: self.n_w // 2], theta[self.n_w // 2: self.n_w]
+        th = (tp + tm).reshape(n_r, self.d)
+        if self.n_ew:  # eliminate the Ew rows: diagonal d_w, coupling g = theta- - theta+ to block r's D rows
+            te = theta[self.n_w + self.ew_col]
+            te = te + self.reg * max((tp + tm + te).max(initial=0.0), 1.0)  # regularised like d_E and K
+            self.d_w = tp + tm + te
+            self.g_w = tm - tp
+            # (tp + tm) - g_w^2 / d_w, written without the cancellation: (tp+tm)^2 - (tm-tp)^2 = 4 tp tm
+            th = ((4 * tp * tm + (tp + tm) * te) / self.d_w).reshape(n_r, self.d)
         K = np.empty((n_r, n_pts, n_pts))
         for r in range(n_r):  # K_r = a diag(th_r) a^T by a symmetric rank-k update (half the flops)
             up = blas.dsyrk(1.0, self.a * np.sqrt(th[r]), lower=0)
@@ -151,6 +172,17 @@ class BlockOperator:
         return np.concatenate([yd, yo])
 
     def _solve0(self, r):
+        if not self.n_ew:
+            return self._solve_main(r)
+        rw = r[self.main:] / self.d_w                           # Ew rows, eliminated first
+        rm = r[: self.main].copy()
+        rm[: self.n_d] -= (self.a @ (self.g_w * rw).reshape(self.n_r, self.d).T).ravel()
+        ym = self._solve_main(rm)
+        yd = ym[: self.n_d].reshape(self.n_pts, self.n_r).T     # (n_r, N)
+        yw = rw - self.g_w * (yd @ self.a).ravel() / self.d_w
+        return np.concatenate([ym, yw])
+
+    def _solve_main(self, r):
         out = np.empty_like(r)
         re = r[self.e_idx] / self.d_e
         yf = self._solve_f(r[self.f_idx] - self.h_fe @ re)
@@ -170,7 +202,7 @@ def choose_mode(n_pts: int, n_r: int, n_o: int, n_coupled: int, group_size: int)
     n_coupled = O rows coupled to D rows (the width of the Schur update)."""
     n_d = n_pts * n_r
     cost_o = n_r * n_pts**2 * n_coupled + n_d * n_coupled**2 / n_r + n_o**3 / 3
-    cost_d = n_d**3 / 3
+    cost_d = 3 * n_d**3 / 3  # x3: measured; its sparse group products run far below BLAS speed (last-100: 2.1x slower)
     return "schur-d" if group_size <= 64 and cost_d < cost_o else "schur-o"
 
 
