@@ -38,6 +38,7 @@ from alexnet_repair.solvers import SolveOptions, Status
 log = logging.getLogger(__name__)
 
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
+FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas_threads.py)
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
@@ -97,6 +98,24 @@ def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarr
     return Certificate(dW, db, ub_val, float(lb_s) / lp.cscale, feasible, slack)
 
 
+def farkas(lp: IpmLP, y: np.ndarray) -> bool:
+    """Whether the row multipliers y prove the exact LP infeasible (a Farkas certificate, float64, independent
+    of the IPM): for every x in the column box, y @ (A x) <= sum_j max(g_j lo_j, g_j hi_j) with g = A^T y;
+    if b_exact @ y exceeds that, no x in the box meets A x = b_exact. The box is the one every solution could be
+    brought into (feasible_upper), and the IPM's LP is a relaxation of the exact one (fewer margin rows, exact
+    pattern bounds through lo = -TIGHTEN on the shifted u columns), so its infeasibility is the exact LP's."""
+    g = lp.op.rmatvec(y)
+    lo = np.zeros_like(g)
+    lo[lp.u_cols] = -TIGHTEN
+    hi = lp.feasible_upper()
+    if not np.isfinite(hi).all():
+        return False
+    reach = np.maximum(g * lo, g * hi)
+    lhs = float(lp.b_exact @ y)
+    scale = float(np.abs(lp.b_exact) @ np.abs(y) + np.abs(reach).sum())
+    return lhs - float(reach.sum()) > FARKAS_TOL * max(scale, 1e-300)
+
+
 def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
     """Reduce the primal residual of the IPM point: least-squares corrections dx = T A^T dy,
     (A T A^T) dy = b - A x in the metric T = diag(theta) of that point (moves the basic-like
@@ -152,7 +171,17 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             return c.ok or (merit < 1e-6 and (missing.size > 0 or c.gap <= GAP_TOL / 2))
 
         with blas_threads((options.threads if options else None) or IPM_THREADS):
-            res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept)
+            res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept,
+                            infeasible=lambda y: farkas(lp, y))
+        if res.message == "infeasible":
+            ipm_time += res.time
+            iters["ipm"] += res.iterations
+            log.info("ipm round %d: infeasible after %d iterations (%.2fs), proven by a Farkas certificate",
+                     round_, res.iterations, res.time)
+            return LPSolution(Status.INFEASIBLE, None, None, None, None, build, ipm_time, "ipm",
+                              lp.op.n, lp.op.n_rows, 0, n_solves=round_ + 1, iterations=iters,
+                              message="infeasible: Farkas certificate from the IPM's row multipliers, checked in "
+                                      "float64")
         ipm_time += res.time
         iters["ipm"] += res.iterations
         cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)

@@ -28,6 +28,7 @@ class IpmLP:
     ub: np.ndarray
     decode: Callable  # x -> (dW (|R|, in_k), [db_0, ...])
     implied_upper: Callable  # scaled objective bound -> finite upper bound of every column
+    feasible_upper: Callable  # () -> finite upper bounds every solution can be brought within (no objective)
     u_cols: np.ndarray  # columns whose exact-LP lower bound is -TIGHTEN (shifted pattern bounds)
     cscale: float  # c = cscale * (the LP's objective)
 
@@ -162,6 +163,19 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
             xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
         return up
 
-    return IpmLP(op, cost, b, b_exact, upper, decode, implied_upper, u_cols, cscale)
+    def feasible_upper():
+        """Bounds from the rows alone: |v| <= v_max, t <= the largest |change|, slacks <= what they close."""
+        up = upper.copy()
+        xs = up[n_w:]
+        xs[vp], xs[vm] = v_max, v_max
+        xs[surplus] = np.maximum(2 * v_max.max(1)[m_pts] - b_exact[marg_rows], 0.0)
+        if terms.w_inf:
+            xs[t] = max(float(v_max.max(initial=0.0)), spec.bound)
+            xs[ev], xs[edb], xs[ew] = xs[t], xs[t], xs[t]
+        if L == 2:
+            xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
+        return up
+
+    return IpmLP(op, cost, b, b_exact, upper, decode, implied_upper, feasible_upper, u_cols, cscale)
 
 

@@ -70,13 +70,15 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
 # Over 60 lines: Mehrotra's predictor-corrector iteration, whose iterates are shared by its inner steps.
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
-              refine: int = 10, correctors: int = 3) -> IPMResult:
+              refine: int = 10, correctors: int = 3, infeasible=None) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
     ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
     ``accept_below``; the first accepted iterate is returned (converged=True).
     ``refine``: CG steps after the first solve of every normal-equations system (see normal_solve);
     up to ``correctors`` Gondzio centrality correctors per iteration (they reuse the factor).
+    ``infeasible(y) -> bool`` is asked from iteration 5 on while the primal residual stays above 1e-6: True
+    (the caller proved infeasibility from y, a Farkas ray) ends the run with message "infeasible".
     """
     t0 = time.perf_counter()
     n = c.size
@@ -114,6 +116,9 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         elif best[0] < 1e-6 and merit > 100 * best[0]:
             msg = "stalled (numerical accuracy)"
             x, y, z, s, it, pobj, dobj, gap, p_res, d_res = best[1]
+            break
+        if infeasible is not None and it >= 5 and p_res > 1e-6 and infeasible(y):
+            msg = "infeasible"
             break
         if not np.isfinite(pobj + dobj) or abs(pobj) > 1e30 or (it >= 30 and p_res > 1e-3):
             msg = "no progress (infeasible?)"
