@@ -3,7 +3,10 @@
 Reads one or more CSVs (e.g. the shards of one sweep; a run found in several counts once) and writes to
 results/analysis/: summary.csv and summary.md, exponents.csv (runtime ~ size^k), per_class_change.csv, one PNG
 per plot, contact sheets of a few edit sets, and report.html with all of it embedded. A sweep over several
---methods (aprnn, ft) also gets methods.csv/.md and the side-by-side plot methods.png.
+--methods (aprnn, ft) also gets methods.csv/.md and the side-by-side plot methods.png. A sweep with preserve sets
+(--preserves 0 1000) gets preserve.csv/.md (APRNN / APRNN+preserve / fine-tuning: runs, success rate, drawdown,
+generalization, repair time, preserve images kept) and, with two preserve sizes or more, preserve.png (drawdown
+and generalization against the preserve size).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import sys
 
 from alexnet_repair.analysis import grid as an
+from alexnet_repair.analysis import preserve as ps
 from alexnet_repair.analysis import report
 from alexnet_repair.analysis.common import to_markdown
 from alexnet_repair.cli import analysis_output, analysis_parser, script_main
@@ -32,15 +36,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = analysis_output(args)
     df = an.load_sweeps(args.csv)
-    table, fits, classes = an.summary(df), an.exponents(df), an.per_class_matrix(df)
-    methods = an.methods_table(df)
-    markdown = to_markdown(table)
-    written = report.write_table(table, out, "summary", markdown)
-    written += report.write_table(fits, out, "exponents", to_markdown(fits))
-    if methods is not None:
-        written += report.write_table(methods, out, "methods", to_markdown(methods))
-    written.append(atomic_write_text(out / "per_class_change.csv", classes.to_csv()))
+    fits = an.exponents(df)
+    tables = result_tables(df, fits)
+    written = [path for stem, _, table in tables for path in report.write_table(table, out, stem, to_markdown(table))]
+    written.append(atomic_write_text(out / "per_class_change.csv", an.per_class_matrix(df).to_csv()))
     figs = report.write_figures(an.figures(df, fits), out)
+    plot_notes = ps.notes(df)
     sheets, notes = report.contact_sheets(df, out, args.contact_sheets, args.data_dir)
     overall = fits[fits["repair_set_type"] == "all"].iloc[0]
     intro = [f"{len(df)} runs from {', '.join(args.csv)}: {int(df['success'].sum())} verified repairs "
@@ -52,20 +53,29 @@ def main(argv=None) -> int:
              f"Sweep checkpoints: {', '.join(sorted(df['weights_sha256'].dropna().astype(str).str[:12].unique()))}; "
              f"toolkit commits: {', '.join(sorted(df['git_commit'].dropna().astype(str).unique())) or '-'}; "
              f"analysis at commit {git_commit() or '-'}."]
-    tables = [("Summary by type and size", table), ("Runtime growth exponents", fits)]
-    if methods is not None:
-        tables.insert(1, ("Methods side by side (provable repair vs fine-tuning)", methods))
-    page = report.build_html("Repair sweep report", intro, tables, figs, sheets, notes)
+    page = report.build_html("Repair sweep report", intro, [(heading, t) for _, heading, t in tables], figs, sheets,
+                             notes, plot_notes)
     written.append(atomic_write_text(out / "report.html", page))
-    print(markdown)
-    if methods is not None:
-        print(to_markdown(methods))
+    for stem, _, table in tables:
+        if stem != "exponents":
+            print(to_markdown(table))
     print(f"runtime exponent (all runs): {overall['exponent']:.3f} over {overall['points']} runs")
-    for note in notes:
+    for note in notes + plot_notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {len(written) + len(figs) + len(sheets)} files to {out} (open {out / 'report.html'})",
           file=sys.stderr)
     return 0
+
+
+def result_tables(df, fits) -> list[tuple[str, str, object]]:
+    """(file stem, report heading, table) of every table the sweep has data for, in report order."""
+    tables = [("summary", "Summary by type and size", an.summary(df))]
+    methods, preserve = an.methods_table(df), ps.preserve_table(df)
+    if methods is not None:
+        tables.append(("methods", "Methods side by side (provable repair vs fine-tuning)", methods))
+    if preserve is not None:
+        tables.append(("preserve", "APRNN / APRNN+preserve / fine-tuning (drawdown guard)", preserve))
+    return [*tables, ("exponents", "Runtime growth exponents", fits)]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Sweep repair configurations and collect one CSV row per run.
 
 Commands (flags without a command run a grid sweep):
-  grid        repair-set type x size x class x bound x margin x layer x method x seed; one row per run
+  grid        repair-set type x size x class x bound x margin x layer x method x preserve size x seed; one row
+              per run
   stochastic  sequential repair of random batches of a full repair set; one row per iteration
   merge       combine the CSVs of several shards into one
 
@@ -152,13 +153,14 @@ def main(argv=None) -> int:
 
 def plan_specs(args) -> list:
     """The grid's runs or the stochastic chains the arguments ask for."""
+    preserve = dict(preserves=args.preserves, preserve_margin=args.preserve_margin, preserve_split=args.preserve_split)
     if args.command == "grid":
         return gr.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
-                             args.margins, args.layers, args.methods, args.seeds, args.solver)
+                             args.margins, args.layers, args.methods, args.seeds, args.solver, **preserve)
     if args.num_iterations < 1:
         raise UsageError("--num-iterations must be at least 1")
     return st.build_chains(args.repair_set_types, args.batch_sizes, args.target_classes, args.param_bounds,
-                           args.margins, args.layers, args.methods, args.seeds, args.solver)
+                           args.margins, args.layers, args.methods, args.seeds, args.solver, **preserve)
 
 
 def make_setup(args) -> SweepSetup:

@@ -8,6 +8,10 @@ Partial repairs (status "partial"): with --on-infeasible max-fixed an infeasible
 largest fixable subset; its repair is verified on that subset and written. Fine-tuning that leaves edit images
 unfixed after --ft-max-steps is written only with --save-partial. Both report the unfixed images.
 
+Preserve set (--preserve N): N images of --preserve-split (train by default) that the base model classifies
+correctly with --preserve-margin; APRNN keeps every one of them, checked on the saved model like the edit images.
+The record lists them (preserve_indices, dataset indices of that split).
+
 Exit codes: 0 verified success on EVERY edit image; 1 anything less (partial repair, infeasible, time limit,
 failed check); 2 bad input or usage.
 """
@@ -85,7 +89,8 @@ def main(argv=None) -> int:
     if editset.meta.get("checkpoint_sha256") and editset.meta["checkpoint_sha256"] != file_sha256(args.weights):
         log.warning("edit set %s was built with another checkpoint than %s", editset_path, args.weights)
     print(f"{'fine-tuning' if config.method == 'ft' else 'repairing'} {args.weights} on {editset_path} "
-          f"({len(editset)} images, {dataset}) - {config.layer}, bound {config.param_bound}, margin {config.margin}",
+          f"({len(editset)} images, {dataset}) - {config.layer}, bound {config.param_bound}, margin {config.margin}"
+          + (f", preserving {config.preserve} {config.preserve_split} images" if config.preserve else ""),
           file=sys.stderr)
     result = run_method(model, editset, config, args, device)
     record = {"tool": "run_repair", "weights": args.weights, "edit_set": str(editset_path), "dataset": dataset,
@@ -121,6 +126,10 @@ def print_report(result, record: dict, record_path: Path) -> None:
         print(f"points fixed    {v.fixed}/{v.total} with the margin (efficacy {v.efficacy:.2f}%; verified min "
               f"margin{which} {v.min_margin:.4f})")
         print(f"max |change|    {v.max_abs_change:.6g}")
+    if result.config.preserve:
+        kept = "" if result.preserve_kept is None else f", {result.preserve_kept} kept"
+        print(f"preserve        {result.preserve_size} images ({result.config.preserve_split}), "
+              f"{result.preserve_rows_added} rows added{kept}")
     unfixable = record.get("unfixable")
     if unfixable:
         shown = ", ".join(f"{u['index']} ({u['class_name']})" for u in unfixable[:20])

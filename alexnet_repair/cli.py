@@ -13,7 +13,8 @@ import torch
 
 from .data import DATASETS
 from .errors import AlexRepairError, UsageError
-from .experiments.settings import DEFAULT_BOUNDS, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS, METHODS
+from .experiments.settings import (DEFAULT_BOUNDS, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS, DEFAULT_PRESERVES,
+                                   METHODS)
 from .model import CLASSIFIER_LINEARS
 from .paths import path_for
 from .repair import FORMULATIONS, OBJECTIVES, RepairConfig
@@ -67,7 +68,8 @@ def add_solver_args(parser: argparse.ArgumentParser) -> None:
 
 def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The repair settings: run_repair.py's flags, or with ``sweep`` experiment_runner.py's, where the grid
-    dimensions take several values (--param-bounds, --margins, --layers, --methods) and the help is a sweep's."""
+    dimensions take several values (--param-bounds, --margins, --layers, --methods, --preserves) and the help is a
+    sweep's."""
     d = RepairConfig()
 
     def flag(name: str, field: str, help: str | None, sweep_help: str | None, plural=None, **kw) -> None:
@@ -100,6 +102,24 @@ def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> Non
          "the largest fixable subset (a MILP, under --time-limit too; exit 1, status partial, model written)",
          "max-fixed: repair the largest fixable subset when no full repair exists (a MILP)",
          choices=["fail", "max-fixed"])
+    _add_preserve_args(flag)
+
+
+def _add_preserve_args(flag) -> None:
+    """--preserve/--preserves, --preserve-margin, --preserve-split (``flag``: add_repair_args' helper)."""
+    guarantee = ("aprnn keeps every one of them, like the edit images, checked on the saved float32 model (fine-tuning "
+                 "only pushes them with a hinge loss)")
+    flag("--preserve", "preserve", "preserve-set size N: N images of --preserve-split that the base model classifies "
+         f"correctly with --preserve-margin must stay so; {guarantee}. Default 0: plain APRNN",
+         f"preserve-set sizes, a grid dimension (e.g. --preserves 0 1000; default: 0, none); {guarantee}",
+         (("--preserve", "--preserves"), "preserves", DEFAULT_PRESERVES), type=int, metavar="N")
+    flag("--preserve-margin", "preserve_margin", "label logit - every other logit >= D on each preserve image "
+         "(default 0)", "label logit - every other logit >= D on each preserve image (default 0)", type=float,
+         metavar="D")
+    flag("--preserve-split", "preserve_split", "split the preserve set is drawn from (default train; test "
+         "contaminates the drawdown measurement: its images are held correct by construction)",
+         "split the preserve sets are drawn from (default train; test contaminates the drawdown measurement)",
+         choices=["train", "test"])
 
 
 def repair_config_from(args) -> RepairConfig:
@@ -107,7 +127,8 @@ def repair_config_from(args) -> RepairConfig:
     return RepairConfig(layer=args.layer, rows=args.rows, param_bound=args.param_bound, margin=args.margin,
                         objective=args.objective, solver=args.solver, algorithm=args.algorithm,
                         formulation=args.formulation, time_limit=args.time_limit, threads=args.threads,
-                        method=args.method, on_infeasible=args.on_infeasible)
+                        method=args.method, on_infeasible=args.on_infeasible, preserve=args.preserve,
+                        preserve_margin=args.preserve_margin, preserve_split=args.preserve_split)
 
 
 def device_from(args) -> torch.device:

@@ -1,5 +1,5 @@
-"""What the grid and stochastic analyses share: loading and checking sweep CSVs, markdown tables and a blank
-matplotlib figure (no pyplot state)."""
+"""What the grid and stochastic analyses share: loading and checking sweep CSVs, markdown tables, a blank
+matplotlib figure (no pyplot state) and mean +- std lines."""
 
 from __future__ import annotations
 
@@ -57,3 +57,19 @@ def make_figure(ncols=1, width=6.4, height=4.2):
     fig = Figure(figsize=(width * ncols, height), dpi=100)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
     return fig, axes
+
+
+def empty_note(ax, what: str = "no successful repairs to show") -> None:
+    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def mean_line(ax, df, x, y, by="repair_set_type"):
+    """Mean +- standard deviation of ``y`` against ``x``, one line per ``by`` (a note when there is no data)."""
+    df = df[df[y].notna()]
+    if df.empty:
+        empty_note(ax)
+        return
+    for name, part in df.groupby(by):
+        stats = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=str(name))
+    ax.legend(fontsize=8)

@@ -12,7 +12,8 @@ import pandas as pd
 from ..data import CLASS_NAMES
 from ..experiments.csvstore import json_cell
 from ..experiments.schema import SCHEMA
-from .common import load_csvs, make_figure
+from .common import empty_note, load_csvs, make_figure, mean_line
+from .preserve import fig_preserve, with_preserve_size
 
 REQUIRED = ["experiment_id", "schema", "repair_set_type", "requested_repair_set_size", "actual_repair_set_size",
             "target_class", "param_bound", "margin", "status", "success", "repair_runtime_seconds", "solve_time",
@@ -21,12 +22,14 @@ NUMERIC = ["requested_repair_set_size", "actual_repair_set_size", "target_class"
            "repair_runtime_seconds", "build_time", "solve_time", "drawdown", "generalization", "worst_class_change",
            "max_abs_change", "saved_min_margin", "min_margin", "baseline_accuracy_test_set",
            "repaired_accuracy_test_set", "baseline_holdout_accuracy", "repaired_holdout_accuracy", "n_vars",
-           "n_rows", "nnz", "solver_iterations", "wall_time", "efficacy", "fixed_count"]
+           "n_rows", "nnz", "solver_iterations", "wall_time", "efficacy", "fixed_count", "preserve_size",
+           "preserve_rows_added", "preserve_kept", "preserve_margin"]
 
 
 def load_sweeps(paths) -> pd.DataFrame:
-    return load_csvs(paths, SCHEMA, REQUIRED, "experiment_id", NUMERIC,
-                     "a stochastic sweep? use analyze_stochastic.py")
+    """The runs of grid-sweep CSVs (CSVs written before the preserve columns: preserve size 0)."""
+    return with_preserve_size(load_csvs(paths, SCHEMA, REQUIRED, "experiment_id", NUMERIC,
+                                        "a stochastic sweep? use analyze_stochastic.py"))
 
 
 def growth_exponent(sizes, times) -> tuple[float, float, int]:
@@ -143,7 +146,7 @@ def fig_runtime(df: pd.DataFrame, fits: pd.DataFrame):
     fig, (ax,) = make_figure(1)
     solved = df[df["solve_time"].notna() & (df["repair_runtime_seconds"] > 0) & (df["actual_repair_set_size"] > 0)]
     if solved.empty:
-        _empty(ax, "no run reached the solver")
+        empty_note(ax, "no run reached the solver")
         return fig
     for name, part in solved.groupby("repair_set_type"):
         ax.scatter(part["actual_repair_set_size"], part["repair_runtime_seconds"], label=name, alpha=0.8)
@@ -160,28 +163,12 @@ def fig_runtime(df: pd.DataFrame, fits: pd.DataFrame):
     return fig
 
 
-def _empty(ax, what: str = "no successful repairs to show") -> None:
-    ax.text(0.5, 0.5, what, ha="center", va="center", transform=ax.transAxes, color="grey")
-
-
-def _mean_line(ax, df, x, y, by="repair_set_type"):
-    """Mean +- standard deviation of ``y`` against ``x``, one line per ``by`` (a note when there is no data)."""
-    df = df[df[y].notna()]
-    if df.empty:
-        _empty(ax)
-        return
-    for name, part in df.groupby(by):
-        stats = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
-        ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=str(name))
-    ax.legend(fontsize=8)
-
-
 def fig_cost_vs_size(df: pd.DataFrame):
     fig, (a, b) = make_figure(2)
     ok = df[df["success"]]
-    _mean_line(a, ok, "requested_repair_set_size", "drawdown")
+    mean_line(a, ok, "requested_repair_set_size", "drawdown")
     a.set(xlabel="requested edit-set size", ylabel="drawdown (points)", title="Drawdown vs size")
-    _mean_line(b, ok, "requested_repair_set_size", "generalization")
+    mean_line(b, ok, "requested_repair_set_size", "generalization")
     b.set(xlabel="requested edit-set size", ylabel="generalization (points)", title="Generalization vs size")
     for ax in (a, b):
         ax.axhline(0, color="grey", lw=0.8)
@@ -196,7 +183,7 @@ def fig_cost_vs_bound_margin(df: pd.DataFrame):
     ok["bound_label"] = ["bound " + format(v, "g") for v in ok["param_bound"]]
     for ax, x, by, label in ((axes[0], "param_bound", "margin_label", "parameter bound"),
                              (axes[1], "margin", "bound_label", "margin")):
-        _mean_line(ax, ok, x, "drawdown", by=by)
+        mean_line(ax, ok, x, "drawdown", by=by)
         ax.set(xlabel=label, ylabel="drawdown (points)", title=f"Drawdown vs {label}")
         ax.axhline(0, color="grey", lw=0.8)
     fig.tight_layout()
@@ -261,5 +248,8 @@ def figures(df: pd.DataFrame, fits: pd.DataFrame) -> dict:
                                      "drawdown against the share of edit images fixed with the margin, for every "
                                      "run that returned a model (fine-tuning may fix fewer than all), and the "
                                      "median repair time."),
+        "preserve": (fig_preserve(df), "Drawdown and generalization against the preserve-set size (0: no preserve "
+                                       "set), per method and edit-set type, for every run that returned a model; "
+                                       "mean and standard deviation."),
     }
     return {name: item for name, item in items.items() if item[0] is not None}

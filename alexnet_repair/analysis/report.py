@@ -103,16 +103,18 @@ def html_table(table: pd.DataFrame, digits: int = 3) -> str:
 
 
 def build_html(title: str, intro: list[str], tables: list[tuple[str, pd.DataFrame]], figures: dict,
-               sheets: list[tuple[str, Path, bytes]] = (), notes: list[str] = ()) -> str:
+               sheets: list[tuple[str, Path, bytes]] = (), notes: list[str] = (), plot_notes: list[str] = ()) -> str:
+    """The report page: ``notes`` explain missing contact sheets, ``plot_notes`` skipped plots (one line each)."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
     parts += [f"<p>{html.escape(line)}</p>" for line in intro]
     for heading, table in tables:
         parts.append(f"<h2>{html.escape(heading)}</h2>{html_table(table)}")
-    if figures:
+    if figures or plot_notes:
         parts.append("<h2>Plots</h2>")
     for name, (_, data, caption) in figures.items():
         parts.append(f"<figure>{_img(data, name)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in plot_notes]
     if sheets or notes:
         parts.append("<h2>Edit sets before and after repair</h2>")
     for caption, _, data in sheets:

@@ -1,7 +1,8 @@
 """Stochastic-sweep analysis: accuracy over iterations with 95% intervals across chains, time per iteration,
 batch-size comparisons and a summary table.
 
-A group is (repair-set type, batch size); its chains (seeds, classes, bounds, margins, ...) are the samples.
+A group is (repair-set type, preserve-set size, batch size); its chains (seeds, classes, bounds, margins, ...) are
+the samples. Rows written before preserve sets existed have preserve size 0.
 Iteration 0 is the base model (the ``baseline_*`` columns of each chain).
 """
 
@@ -14,6 +15,8 @@ from scipy import stats
 
 from ..experiments.schema import STOCHASTIC_SCHEMA as SCHEMA
 from .common import load_csvs, make_figure
+from .preserve import SIZE as PRESERVE
+from .preserve import with_preserve_size
 
 REQUIRED = ["experiment_id", "iteration", "row_id", "schema", "batch_size", "homogeneity", "test_accuracy",
             "full_repair_accuracy", "batch_repair_time", "success", "baseline_test_accuracy",
@@ -21,13 +24,13 @@ REQUIRED = ["experiment_id", "iteration", "row_id", "schema", "batch_size", "hom
 NUMERIC = ["iteration", "batch_size", "test_accuracy", "full_repair_accuracy", "batch_repair_time", "solve_time",
            "baseline_test_accuracy", "baseline_full_repair_accuracy", "full_set_size", "target_class", "seed",
            "batch_accuracy_before", "cumulative_max_abs_change"]
-GROUP = ["homogeneity", "batch_size"]
+GROUP = ["homogeneity", PRESERVE, "batch_size"]
 METRICS = {"test_accuracy": "test accuracy (%)", "full_repair_accuracy": "accuracy on the full repair set (%)"}
 
 
 def load_stochastic(paths) -> pd.DataFrame:
     df = load_csvs(paths, SCHEMA, REQUIRED, "row_id", NUMERIC, "a grid sweep? use analysis.py")
-    return df[df["iteration"] >= 1].copy()
+    return with_preserve_size(df[df["iteration"] >= 1].copy())
 
 
 def with_baseline(df: pd.DataFrame) -> pd.DataFrame:
@@ -56,22 +59,22 @@ def mean_ci(values) -> tuple[float, float, float, int]:
 def curves(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per group and iteration: mean, 95% interval and number of chains of ``metric``."""
     rows = []
-    for (kind, batch, it), part in df.groupby([*GROUP, "iteration"]):
+    for key, part in df.groupby([*GROUP, "iteration"]):
         mean, low, high, n = mean_ci(part[metric])
-        rows.append({"homogeneity": kind, "batch_size": batch, "iteration": it, "mean": mean, "low": low,
-                     "high": high, "chains": n})
+        rows.append({**dict(zip([*GROUP, "iteration"], key)), "mean": mean, "low": low, "high": high, "chains": n})
     return pd.DataFrame(rows)
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
-    """One line per (type, batch size): chains, success rate, final accuracies with 95% intervals, time."""
-    last = df.sort_values("iteration").groupby("experiment_id").tail(1)
+    """One line per (type, preserve size, batch size): chains, success rate, final accuracies with 95% intervals,
+    time."""
+    ends = dict(list(df.sort_values("iteration").groupby("experiment_id").tail(1).groupby(GROUP)))
     rows = []
-    for (kind, batch), part in df.groupby(GROUP):
-        end = last[(last["homogeneity"] == kind) & (last["batch_size"] == batch)]
+    for (kind, preserve, batch), part in df.groupby(GROUP):
+        end = ends[(kind, preserve, batch)]
         test, t_lo, t_hi, n = mean_ci(end["test_accuracy"])
         full, f_lo, f_hi, _ = mean_ci(end["full_repair_accuracy"])
-        rows.append({"homogeneity": kind, "batch_size": int(batch), "chains": n,
+        rows.append({"homogeneity": kind, PRESERVE: int(preserve), "batch_size": int(batch), "chains": n,
                      "iterations": int(part["iteration"].max()), "success_rate": 100.0 * part["success"].mean(),
                      "baseline_test_accuracy": float(part["baseline_test_accuracy"].mean()),
                      "final_test_accuracy": test, "final_test_ci95": f"[{t_lo:.2f}, {t_hi:.2f}]",
@@ -81,16 +84,16 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _label(kind, batch) -> str:
-    return f"{kind} b={int(batch)}"
+def _label(kind, preserve, batch) -> str:
+    return f"{kind} b={int(batch)}" + (f" preserve {int(preserve)}" if preserve else "")
 
 
 def fig_accuracy(df: pd.DataFrame):
     fig, axes = make_figure(2)
     full = with_baseline(df)
     for ax, (metric, label) in zip(axes, METRICS.items()):
-        for (kind, batch), part in curves(full, metric).groupby(GROUP):
-            line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
+        for key, part in curves(full, metric).groupby(GROUP):
+            line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(*key))
             ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
         ax.set(xlabel="iteration (0 = base model)", ylabel=label, title=f"{label.split(' (')[0]} (mean, 95% CI)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -101,8 +104,8 @@ def fig_accuracy(df: pd.DataFrame):
 
 def fig_time(df: pd.DataFrame):
     fig, (ax,) = make_figure(1)
-    for (kind, batch), part in curves(df, "batch_repair_time").groupby(GROUP):
-        line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(kind, batch))
+    for key, part in curves(df, "batch_repair_time").groupby(GROUP):
+        line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(*key))
         ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
     ax.set(xlabel="iteration", ylabel="batch repair time (s)", title="Repair time per iteration (mean, 95% CI)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -112,15 +115,16 @@ def fig_time(df: pd.DataFrame):
 
 
 def fig_batch_sizes(df: pd.DataFrame):
-    """Final accuracies, success rate and time against the batch size, one line per type."""
+    """Final accuracies, success rate and time against the batch size, one line per type and preserve size."""
     table = summary(df)
     fig, axes = make_figure(4, width=4.2)
     panels = [("final_test_accuracy", "final test accuracy (%)"),
               ("final_full_repair_accuracy", "final full-set accuracy (%)"),
               ("success_rate", "success rate (%)"), ("mean_batch_repair_time_s", "mean repair time (s)")]
     for ax, (col, label) in zip(axes, panels):
-        for kind, part in table.groupby("homogeneity"):
-            ax.plot(part["batch_size"], part[col], marker="o", label=kind)
+        for (kind, preserve), part in table.groupby(GROUP[:2]):
+            name = kind + (f" preserve {preserve}" if preserve else "")
+            ax.plot(part["batch_size"], part[col], marker="o", label=name)
         ax.set(xlabel="batch size", ylabel=label, title=label.split(" (")[0])
         ax.legend(fontsize=7)
     fig.tight_layout()

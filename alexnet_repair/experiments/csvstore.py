@@ -1,5 +1,6 @@
 """Crash-safe CSV files that survive ``kill -9``: one complete line per record, a torn tail repaired, rows
-replaced or dropped by an atomic rewrite, several files merged.
+replaced or dropped by an atomic rewrite, several files merged, a file written before columns were added
+rewritten with them.
 
 Every cell is one physical line (newlines in messages become spaces), so "the file ends in a newline" is
 exactly "the last record is complete". Writers take an exclusive ``flock`` on a hidden ``.<name>.lock``
@@ -12,6 +13,7 @@ import csv
 import fcntl
 import io
 import json
+import logging
 import math
 import os
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..fileio import _csv_cell, append_csv_row, atomic_write_text
 
+log = logging.getLogger(__name__)
 csv.field_size_limit(1 << 26)  # per-class lists and index lists can exceed the 128 KiB default
 
 
@@ -76,19 +79,38 @@ def repair_tail(path: str | Path) -> int:
     return torn
 
 
+def compatible(header: list[str], columns: list[str]) -> bool:
+    """Whether a file with ``header`` can hold rows of ``columns``: the same columns, or some of them in their order
+    (a file written before columns were added)."""
+    known = set(header)
+    return len(known) == len(header) and [c for c in columns if c in known] == list(header)
+
+
 def check_header(path: str | Path, header: list[str] | None, columns: list[str]) -> None:
-    if header is not None and header != list(columns):
-        missing = [c for c in columns if c not in header]
+    if header is not None and not compatible(header, columns):
+        unknown = [c for c in header if c not in columns]
         raise DataError(f"{path} was written with other columns (another version of the toolkit?"
-                        f"{' missing: ' + ', '.join(missing[:5]) if missing else ''}): "
+                        f"{' unknown: ' + ', '.join(unknown[:5]) if unknown else ''}): "
                         f"choose another --output-file, or move the old file away")
 
 
+def _conform(path: Path, columns: list[str]) -> None:
+    """Under the lock: a file written before some of ``columns`` existed is rewritten atomically with all of them
+    (blank in its old rows); a file with other columns is a DataError."""
+    header = read_header(path)
+    check_header(path, header, columns)
+    if header is not None and header != list(columns):
+        _, rows = read_csv(path)
+        log.info("%s: adding the columns %s (blank in its %d earlier rows)", path,
+                 ", ".join(c for c in columns if c not in header), len(rows))
+        atomic_write_text(path, to_csv_text(rows, columns))
+
+
 def append_row(path: str | Path, row: dict, columns: list[str]) -> None:
-    """Append ``row`` as one complete, fsynced line (header first on a new file)."""
+    """Append ``row`` as one complete, fsynced line (header first on a new file; see :func:`_conform`)."""
     with locked(path):
         repair_tail(path)
-        check_header(path, read_header(path), columns)
+        _conform(Path(path), columns)
         append_csv_row(path, {k: clean_cell(row.get(k)) for k in columns}, columns)
 
 
@@ -150,7 +172,8 @@ def dedupe(rows: list[dict], key: str) -> list[dict]:
 
 
 def merge_csvs(inputs: list[str | Path], output: str | Path, key: str, schema_column: str = "schema") -> int:
-    """Combine CSV logs with identical columns and schema into ``output`` (atomically); returns the row count."""
+    """Combine CSV logs of one schema into ``output`` (atomically); returns the row count. The inputs have the same
+    columns, or some lack columns the others have (written before they were added: blank in the output)."""
     header0, rows, schemas = None, [], set()
     for path in inputs:
         if not Path(path).is_file():
@@ -158,9 +181,9 @@ def merge_csvs(inputs: list[str | Path], output: str | Path, key: str, schema_co
         header, part = read_csv(path)
         if header is None:
             continue
-        if header0 is None:
+        if header0 is None or compatible(header0, header):
             header0 = header
-        elif header != header0:
+        elif not compatible(header, header0):
             raise DataError(f"{path} has other columns than {inputs[0]} (written by another version?)")
         schemas |= {r.get(schema_column) for r in part}
         rows += part

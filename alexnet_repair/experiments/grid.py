@@ -1,4 +1,5 @@
-"""Grid sweeps: repair-set type x size x class x bound x margin x layer x method x seed, one CSV row per run.
+"""Grid sweeps: repair-set type x size x class x bound x margin x layer x method x preserve size x seed, one CSV
+row per run.
 
 A run's key is its ``experiment_id`` (e.g. ``misclassified_n50_c-_b5_m2_l6_s0_aprnn_auto``). Each run draws its
 edit set, repairs, verifies on the saved model and evaluates; rows are appended one complete fsynced line at a
@@ -47,11 +48,14 @@ class RunSpec(RepairSettings):
 
 def build_grid(types=DEFAULT_TYPES, sizes=DEFAULT_SIZES, classes=DEFAULT_CLASSES, bounds=DEFAULT_BOUNDS,
                margins=DEFAULT_MARGINS, layers=DEFAULT_LAYERS, methods=DEFAULT_METHODS, seeds=DEFAULT_SEEDS,
-               solver: str = "auto") -> list[RunSpec]:
-    """The grid in a fixed order (small sizes first); ``misclassified`` ignores ``classes``."""
-    check_settings(types, sizes, classes, bounds, margins, methods)
+               solver: str = "auto", **preserve) -> list[RunSpec]:
+    """The grid in a fixed order (small sizes first); ``misclassified`` ignores ``classes``.
+
+    ``preserve``: ``preserves`` (a grid dimension), ``preserve_margin`` and ``preserve_split`` (see settings_grid).
+    """
+    check_settings(types, sizes, classes, bounds, margins, methods, **preserve)
     specs = [RunSpec(size=size, **settings) for size, kind in itertools.product(sorted(set(map(int, sizes))), types)
-             for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver)]
+             for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, **preserve)]
     return list(dict.fromkeys(specs))
 
 

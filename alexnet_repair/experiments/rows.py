@@ -19,7 +19,10 @@ def settings_fields(spec) -> dict:
     """The repair settings of a run or chain (a :class:`~.settings.RepairSettings`)."""
     return {"target_class": spec.target_class, "param_bound": spec.param_bound, "margin": spec.margin,
             "target_class_name": None if spec.target_class is None else CLASS_NAMES[spec.target_class],
-            "layer": spec.layer, "method": spec.method, "seed": spec.seed, "solver_requested": spec.solver}
+            "layer": spec.layer, "method": spec.method, "seed": spec.seed, "solver_requested": spec.solver,
+            "requested_preserve_size": spec.preserve,
+            "preserve_margin": spec.preserve_margin if spec.preserve else None,
+            "preserve_split": spec.preserve_split if spec.preserve else None}
 
 
 def provenance_fields(ctx, threads: int | None) -> dict:
@@ -45,7 +48,8 @@ def result_fields(result) -> dict:
            "solver_iterations": sum(int(iterations.get(k, 0)) for k in ("simplex", "ipm", "pdlp")),
            "gurobi_barrier_iterations": iterations.get("ipm") if result.solver == "gurobi" else None,
            "objective_value": result.objective, "fixed_count": rec.get("fixed_count"),
-           "unfixable_indices": rec.get("unfixable_indices")}
+           "unfixable_indices": rec.get("unfixable_indices"), "preserve_size": result.preserve_size,
+           "preserve_rows_added": result.preserve_rows_added, "preserve_kept": result.preserve_kept}
     if result.verification is not None:
         out.update(min_margin=result.verification.min_margin, max_abs_change=result.verification.max_abs_change,
                    efficacy=result.verification.efficacy)

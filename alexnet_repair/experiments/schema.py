@@ -1,13 +1,19 @@
 """The sweep CSVs' schema strings and columns (grid: one row per run; stochastic: one row per chain iteration).
 
-Every row carries its ``schema``; analysis refuses other schemas. Changing a column list makes old CSVs
-unresumable (their header no longer matches), so columns only change together with the schema version.
+Every row carries its ``schema``; analysis refuses other schemas. Columns may be added within a schema version:
+a CSV whose header lacks some of them still resumes and merges (csvstore rewrites it atomically with the new
+header, blank cells in its old rows, on its next write). Removing or renaming a column changes the schema version.
 """
 
 from __future__ import annotations
 
 SCHEMA = "alexnet_repair.sweep/1"
 STOCHASTIC_SCHEMA = "alexnet_repair.stochastic/1"
+
+# requested size (the setting) and drawn size (fewer when the split runs out of correctly classified images),
+# margin and split (blank without a preserve set), preserve rows the LP took in, images the saved model keeps
+PRESERVE_COLUMNS = ["requested_preserve_size", "preserve_size", "preserve_margin", "preserve_split",
+                    "preserve_rows_added", "preserve_kept"]
 
 COLUMNS = [
     # identity
@@ -31,6 +37,8 @@ COLUMNS = [
     "holdout_size", "baseline_holdout_accuracy", "repaired_holdout_accuracy", "generalization",
     "per_class_change", "worst_class", "worst_class_name", "worst_class_change",
     "fixed_count", "unfixable_indices",
+    # the preserve set (added to schema 1: blank in older rows)
+    *PRESERVE_COLUMNS,
     # provenance
     "threads", "wall_time", "weights_sha256", "git_commit", "toolkit_version", "record_path",
 ]
@@ -45,6 +53,7 @@ STOCHASTIC_COLUMNS = [
     "baseline_test_accuracy", "baseline_full_repair_accuracy",
     "build_time", "solve_time", "solver", "solver_version", "solver_iterations", "n_vars", "n_rows", "nnz",
     "min_margin", "max_abs_change", "cumulative_max_abs_change", "fixed_count", "unfixable_indices",
+    *PRESERVE_COLUMNS,
     "threads", "weights_sha256", "git_commit", "toolkit_version", "model_path",
 ]
 

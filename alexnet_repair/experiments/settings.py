@@ -21,6 +21,9 @@ DEFAULT_BOUNDS = (5.0,)                  # max |change| of every edited paramete
 DEFAULT_MARGINS = (2.0,)                 # logit[target] - logit[other] required on every edit image
 DEFAULT_LAYERS = ("classifier.6",)       # the last Linear: a pure LP (no activation-pattern rows)
 DEFAULT_METHODS = ("aprnn",)             # "aprnn" (provable LP) or "ft" (fine-tuning baseline)
+DEFAULT_PRESERVES = (0,)                 # preserve-set sizes: correctly classified images kept correct (0 = none)
+DEFAULT_PRESERVE_MARGIN = 0.0            # label logit - other logits >= this on every preserve image
+DEFAULT_PRESERVE_SPLIT = "train"         # split the preserve sets come from (test would contaminate the drawdown)
 DEFAULT_SEEDS = (0,)                     # edit-set draws (same seed: smaller sets nested in larger ones)
 DEFAULT_SIZING = "flexible"              # flexible: take what exists; strict: fewer candidates is a failed run
 DEFAULT_HOLDOUT_FRACTION = 0.5           # share of the candidates kept out of the edit set for generalization
@@ -40,25 +43,36 @@ class RepairSettings:
     method: str
     seed: int
     solver: str
+    preserve: int = 0                    # preserve-set size (0: plain repair)
+    preserve_margin: float = DEFAULT_PRESERVE_MARGIN
+    preserve_split: str = DEFAULT_PRESERVE_SPLIT
 
     @property
     def settings_tag(self) -> str:
-        """These settings as an id part: class, bound, margin, layer, seed, method, solver."""
+        """These settings as an id part: class, bound, margin, layer, seed, method, solver, and only with a preserve
+        set its size, margin and split (so the ids of plain runs are those of sweeps made before preserve sets)."""
         cls = "-" if self.target_class is None else self.target_class
-        return (f"c{cls}_b{self.param_bound:g}_m{self.margin:g}_l{classifier_stop(self.layer)}_s{self.seed}"
-                f"_{self.method}_{self.solver}")
+        tag = (f"c{cls}_b{self.param_bound:g}_m{self.margin:g}_l{classifier_stop(self.layer)}_s{self.seed}"
+               f"_{self.method}_{self.solver}")
+        if self.preserve:
+            tag += f"_p{self.preserve}" + (f"_d{self.preserve_margin:g}" if self.preserve_margin else "")
+            tag += "" if self.preserve_split == DEFAULT_PRESERVE_SPLIT else f"_{self.preserve_split}"
+        return tag
 
 
-def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver) -> list[dict]:
+def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, preserves=DEFAULT_PRESERVES,
+                  preserve_margin=DEFAULT_PRESERVE_MARGIN, preserve_split=DEFAULT_PRESERVE_SPLIT) -> list[dict]:
     """The RepairSettings fields of every combination for one repair-set type (``misclassified`` has no class)."""
     targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
     return [dict(repair_set_type=kind, target_class=cls, param_bound=float(bound), margin=float(margin),
-                 layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver)
-            for cls, bound, margin, layer, method, seed in itertools.product(targets, bounds, margins, layers,
-                                                                             methods, seeds)]
+                 layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver, preserve=int(preserve),
+                 preserve_margin=float(preserve_margin), preserve_split=preserve_split)
+            for cls, bound, margin, layer, method, preserve, seed in itertools.product(
+                targets, bounds, margins, layers, methods, preserves, seeds)]
 
 
-def check_settings(types, sizes, classes, bounds, margins, methods) -> None:
+def check_settings(types, sizes, classes, bounds, margins, methods, preserves=DEFAULT_PRESERVES,
+                   preserve_margin=DEFAULT_PRESERVE_MARGIN, preserve_split=DEFAULT_PRESERVE_SPLIT) -> None:
     """The checks of a grid's dimensions (a stochastic sweep passes ``sizes=[1]``); UsageError naming the flag."""
     for name in types:
         parse_sweep_type(name)
@@ -71,5 +85,9 @@ def check_settings(types, sizes, classes, bounds, margins, methods) -> None:
         raise UsageError(f"--target-classes must lie in 0-9 (got {list(classes)})")
     if any(not b > 0 for b in bounds) or any(not m >= 0 for m in margins):
         raise UsageError("--param-bounds must be positive and --margins non-negative")
+    if any(int(p) < 0 for p in preserves) or not preserve_margin >= 0:
+        raise UsageError("--preserves and --preserve-margin must be non-negative")
+    if preserve_split not in ("train", "test"):
+        raise UsageError(f"unknown --preserve-split {preserve_split!r}: choose train or test")
     if any(SWEEP_TYPES[t][0] == "by-class" for t in types) and not classes:
         raise UsageError("class-homogeneous repair-set types need --target-classes")

@@ -78,7 +78,8 @@ def repair_config(setup: SweepSetup, spec, threads: int | None) -> RepairConfig:
     return RepairConfig(layer=spec.layer, rows=setup.rows, param_bound=spec.param_bound, margin=spec.margin,
                         objective=setup.objective, solver=spec.solver, algorithm=setup.algorithm,
                         formulation=setup.formulation, time_limit=setup.time_limit, threads=setup.threads or threads,
-                        method=spec.method, on_infeasible=setup.on_infeasible)
+                        method=spec.method, on_infeasible=setup.on_infeasible, preserve=spec.preserve,
+                        preserve_margin=spec.preserve_margin, preserve_split=spec.preserve_split)
 
 
 def method_args(setup: SweepSetup, seed: int) -> Namespace:
