@@ -77,12 +77,14 @@ def generate(args) -> int:
     if not 0 <= args.holdout_fraction < 1:
         raise UsageError(f"--holdout-fraction must be in [0, 1) (got {args.holdout_fraction})")
     weights = Path(args.weights)
-    if not weights.is_file():
+    if not weights.exists():
         raise UsageError(f"base model not found: {weights}: run `uv run python train.py` first, or pass --weights")
     output = Path(args.output) if args.output else default_editset_path(args.mode, target, focus, args.dataset)
     if output.suffix != ".pt":
         raise UsageError(f"--output must end in .pt (got {output})")
     for path in (output, manifest_path(output)):
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder: give an edit set file path with --output")
         if path.exists() and not args.force:
             raise UsageError(f"{path} exists: pass --force to overwrite it, or choose another --output")
     device = device_from(args)
@@ -123,6 +125,8 @@ def show(args) -> int:
     if args.max_images < 1:
         raise UsageError(f"--max-images must be at least 1 (got {args.max_images})")
     editset = load_editset(args.path)
+    if not len(editset):
+        raise UsageError(f"{args.path}: the edit set holds no images, nothing to show")
     n = min(len(editset), args.max_images)
     images, labels = editset.images[:n], editset.labels[:n].tolist()
     base = editset.predictions[:n].tolist() if editset.predictions is not None else [None] * n
@@ -138,6 +142,8 @@ def show(args) -> int:
     colors = ["tab:green" if p == t else "tab:red" for t, p in zip(labels, final)]
     path = Path(args.path)
     output = Path(args.output) if args.output else path.with_name(f"{path.stem}_contact.png")
+    if output.is_dir():
+        raise UsageError(f"{output} is a folder: give a PNG file path with --output")
     contact_sheet(images, titles, output, colors=colors)
     source = "legacy file, no manifest" if editset.legacy else f"{editset.dataset}/{editset.split}"
     print(f"edit set         {path} ({len(editset)} images, {source})")

@@ -37,6 +37,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
     output = Path(args.output)
+    if output.is_dir() or output.with_suffix(".json").is_dir():
+        raise UsageError(f"--output {output} (or its .json sidecar) is a folder: give a checkpoint file path")
     if output.exists() and not args.force:
         raise UsageError(f"{output} exists: pass --force to overwrite it, or choose another --output")
     if args.epochs < 1 or args.batch_size < 1 or args.lr <= 0:

@@ -7,7 +7,7 @@ preprocessing: resize the short side to 70, centre-crop 64x64, scale to [0, 1] (
 from __future__ import annotations
 
 import logging
-import urllib.error
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .fileio import one_line
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +86,29 @@ def _load_cifar(root: Path, split: str, download: bool) -> Split:
 
     folder = root / CIFAR10.base_folder
     train = split == "train"
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root} is a file: the data folder must be a folder holding {CIFAR10.base_folder}")
     try:
         ds = CIFAR10(str(root), train=train, download=False)
-        return _to_split(ds, "cifar10", split, folder)
+        return _to_split(np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64), "cifar10", split, folder)
     except RuntimeError:
         pass  # not there, or not the official files: handled below
     wanted = [name for name, _ in (CIFAR10.train_list if train else CIFAR10.test_list)] + [CIFAR10.meta["filename"]]
-    present = [name for name in wanted if (folder / name).is_file()]
+    present = [name for name in wanted if (folder / name).exists()]
     if present:
         missing = sorted(set(wanted) - set(present))
         if missing:
             raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
         log.warning("%s does not match the official CIFAR-10 md5 sums: loading it as a CIFAR-format folder", folder)
-        ds = _UncheckedCIFAR10(str(root), train=train)
-        return _to_split(ds, "cifar10-folder", split, folder)
+        images, labels = read_cifar_folder(folder, wanted[:-1], wanted[-1])
+        return _to_split(images, labels, "cifar10-folder", split, folder)
     if not download:
         raise DataError(_missing_message(folder))
     try:
         ds = CIFAR10(str(root), train=train, download=True)
-    except (urllib.error.URLError, OSError, RuntimeError) as err:
-        raise DataError(f"{_missing_message(folder)} (download failed: {str(err).splitlines()[0][:120]})") from None
-    return _to_split(ds, "cifar10", split, folder)
+    except Exception as err:  # no network, a file in the way, a corrupt download (tarfile, OSError, RuntimeError ...)
+        raise DataError(f"{_missing_message(folder)} (download failed: {one_line(err)})") from None
+    return _to_split(np.asarray(ds.data), np.asarray(ds.targets, dtype=np.int64), "cifar10", split, folder)
 
 
 def _missing_message(folder: Path) -> str:
@@ -113,37 +116,91 @@ def _missing_message(folder: Path) -> str:
             f"holding cifar-10-batches-py, or use --dataset synthetic offline")
 
 
-def _unchecked_cifar_class():
-    from torchvision.datasets import CIFAR10
-
-    class UncheckedCIFAR10(CIFAR10):
-        """torchvision's CIFAR10 reader without the md5 checks, for CIFAR-format folders of one's own."""
-
-        meta = {**CIFAR10.meta, "md5": None}  # their batches.meta is their own too
-
-        def _check_integrity(self) -> bool:
-            return True
-
-    return UncheckedCIFAR10
+# What a CIFAR python batch may reference: numpy arrays (and numpy scalars in a label list), and the bytes
+# codec that Python 3's protocol-2 pickles use. Anything else - a class, a function - is refused unread: the
+# files of a CIFAR-format folder are not the md5-checked official ones, and plain pickle would run their code.
+_PICKLE_GLOBALS = {(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+                   for name in ("_reconstruct", "scalar")} | {
+    (module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")} | {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
 
 
-def _UncheckedCIFAR10(root: str, train: bool):
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: a CIFAR batch holds only arrays, "
+                                     f"lists, numbers and strings")
+
+
+def _read_cifar_pickle(path: Path) -> dict:
+    """One python-format CIFAR file as a dict with str keys (Python 2 str, Python 3 str or bytes keys alike)."""
+    if path.is_dir():
+        raise DataError(f"{path} is a folder, not a CIFAR-format batch")
     try:
-        return _unchecked_cifar_class()(root, train=train, download=False)
+        with open(path, "rb") as handle:
+            obj = _ArrayUnpickler(handle, encoding="latin1").load()
     except Exception as err:  # a corrupt pickle can raise many types; report which file and why
-        raise DataError(f"{root}: cannot read CIFAR-format batches ({type(err).__name__}: {err})") from None
+        raise DataError(f"{path}: cannot read CIFAR-format batch ({type(err).__name__}: {one_line(err)})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: holds a {type(obj).__name__}, expected a dict (the CIFAR python format)")
+    return {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in obj.items()}
 
 
-def _to_split(ds, name: str, split: str, folder: Path) -> Split:
-    images = np.asarray(ds.data)
-    labels = np.asarray(ds.targets, dtype=np.int64)
+def read_cifar_folder(folder: Path, batch_names, meta_name: str = "batches.meta") -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) uint8 and labels (N,) int64 of the CIFAR-10 python batches ``batch_names`` in
+    ``folder``, in order. Keys may be str or bytes (``b"data"``, ``b"labels"``: what ``pickle.load(f,
+    encoding="bytes")`` gives, as in the format's own Python 3 snippet); a CIFAR-100 layout is refused."""
+    folder = Path(folder)
+    meta_path = folder / meta_name
+    meta = _read_cifar_pickle(meta_path)
+    if "label_names" not in meta and ("fine_label_names" in meta or "coarse_label_names" in meta):
+        raise DataError(f"{meta_path}: a CIFAR-100 layout (fine_label_names): this toolkit reads CIFAR-10 "
+                        f"(10 classes, 'label_names')")
+    names = meta.get("label_names")
+    if names is not None and len(names) != len(CLASS_NAMES):
+        raise DataError(f"{meta_path}: {len(names)} label_names, CIFAR-10 has {len(CLASS_NAMES)} classes")
+    images, labels = [], []
+    for name in batch_names:
+        path = folder / name
+        entry = _read_cifar_pickle(path)
+        if "labels" not in entry and ("fine_labels" in entry or "coarse_labels" in entry):
+            raise DataError(f"{path}: a CIFAR-100 batch (fine_labels): this toolkit reads CIFAR-10 "
+                            f"(10 classes, 'labels')")
+        missing = [key for key in ("data", "labels") if key not in entry]
+        if missing:
+            keys = ", ".join(map(str, list(entry)[:6])) or "none"
+            raise DataError(f"{path}: no {' or '.join(repr(k) for k in missing)} in it (keys: {keys}), "
+                            f"expected a CIFAR-10 python batch")
+        try:
+            data = np.asarray(entry["data"])
+            label = np.asarray(entry["labels"])
+        except Exception as err:  # ragged lists and the like
+            raise DataError(f"{path}: data/labels are not arrays ({one_line(err)})") from None
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype.kind not in "iu":
+            raise DataError(f"{path}: data has shape {data.shape} ({data.dtype}), expected (N, 3072) uint8 rows")
+        if data.dtype != np.uint8:  # integer rows of one's own: fine if they are pixel values
+            if data.size and (data.min() < 0 or data.max() > 255):
+                raise DataError(f"{path}: data values {data.min()}..{data.max()} are not pixels (0..255)")
+            data = data.astype(np.uint8)
+        if label.ndim != 1 or label.dtype.kind not in "iu" or len(label) != len(data):
+            raise DataError(f"{path}: labels have shape {label.shape} ({label.dtype}), "
+                            f"expected {len(data)} integers")
+        if len(label) and (label.min() < 0 or label.max() >= len(CLASS_NAMES)):
+            raise DataError(f"{path}: labels outside 0..9 (found {label.min()}..{label.max()})")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(label.astype(np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _to_split(images: np.ndarray, labels: np.ndarray, name: str, split: str, folder: Path) -> Split:
     if images.ndim != 4 or images.shape[1:] != (32, 32, 3) or images.dtype != np.uint8:
         raise DataError(f"{folder}: images have shape {images.shape} ({images.dtype}), expected (N, 32, 32, 3) uint8")
     if len(labels) != len(images):
         raise DataError(f"{folder}: {len(images)} images but {len(labels)} labels")
     if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
         raise DataError(f"{folder}: labels outside 0..9 (found {labels.min()}..{labels.max()})")
-    return Split(torch.from_numpy(images.copy()), torch.from_numpy(labels), name, split, str(folder))
+    return Split(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), name, split, str(folder))
 
 
 def synthetic_split(split: str, seed: int = 0, size: int | None = None) -> Split:

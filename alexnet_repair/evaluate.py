@@ -18,6 +18,12 @@ from .paths import path_for
 log = logging.getLogger(__name__)
 
 
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a bar: off when ``progress`` is False, else None - tqdm then draws it only when
+    its stream (stderr) is a terminal, so logs redirected to a file get no bar frames."""
+    return None if progress else True
+
+
 @dataclass
 class Predictions:
     """The model's outputs on (part of) a split, in dataset order."""
@@ -66,7 +72,7 @@ def predict(model: torch.nn.Module, split: Split, device="cpu", batch_size: int 
     model.eval().to(device)
     total = len(split) if index is None else len(index)
     parts = {"indices": [], "labels": [], "logits": []}
-    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc=desc, unit="img", disable=bar_disabled(progress), leave=False)
     for x, y, idx in split.batches(batch_size, index):
         parts["logits"].append(model(x.to(device)).float().cpu())
         parts["labels"].append(y)

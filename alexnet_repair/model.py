@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import pickle
 import re
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, UsageError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, load_tensor_file
 
 NUM_CLASSES = 10
 CANONICAL_CHANNELS = (64, 192, 384, 256, 256)
@@ -85,18 +84,18 @@ def normalize_keys(state: dict) -> dict:
     return out
 
 
-def _unwrap(obj) -> dict:
+def _unwrap(obj, source: str) -> dict:
     if isinstance(obj, dict):
         for name in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(name), dict):
                 return obj[name]
         return obj
-    raise CheckpointError(f"checkpoint holds a {type(obj).__name__}, not a state dict of tensors")
+    raise CheckpointError(f"{source}: holds a {type(obj).__name__}, not a state dict of tensors")
 
 
 def model_from_state_dict(state: dict, source: str = "state dict") -> AlexNet:
     """Build an AlexNet whose widths fit ``state`` and load it; every problem raises one-line CheckpointError."""
-    state = normalize_keys(_unwrap(state))
+    state = normalize_keys(_unwrap(state, source))
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{source}: entry {bad[0]!r} is not a tensor")
@@ -129,17 +128,15 @@ def model_from_state_dict(state: dict, source: str = "state dict") -> AlexNet:
 
 
 def load_checkpoint(path: str | Path) -> AlexNet:
-    """Load any accepted checkpoint format from ``path`` into an AlexNet in eval mode (float32, CPU)."""
+    """Load any accepted checkpoint format from ``path`` into an AlexNet in eval mode (float32, CPU).
+
+    Every unreadable file (missing, a folder, empty, text, truncated, random bytes, a pickle of other objects)
+    and every state dict that does not fit the architecture raises a one-line CheckpointError.
+    """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unpickling refused"
-        raise CheckpointError(f"{path}: not a tensor-only checkpoint (refused by weights_only loading: {first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    obj = load_tensor_file(path, "checkpoint", CheckpointError)
     return model_from_state_dict(obj, source=str(path))
 
 

@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .data import Split
-from .evaluate import predict
+from .evaluate import bar_disabled, predict
 from .fileio import write_json
 from .model import save_checkpoint, small_alexnet
 from .provenance import versions
@@ -63,8 +63,9 @@ def train(model: torch.nn.Module, train_split: Split, test_split: Split, config:
         model.train()
         order = torch.randperm(len(train_split), generator=generator)
         total, count = 0.0, 0
-        bar = tqdm(list(train_split.batches(config.batch_size, order)), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   unit="batch", disable=not progress, leave=False)
+        bar = tqdm(train_split.batches(config.batch_size, order), total=-(-len(order) // config.batch_size),
+                   desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", disable=bar_disabled(progress),
+                   leave=False)  # batches are preprocessed one at a time, not all up front
         for x, y, _ in bar:
             loss = torch.nn.functional.cross_entropy(model(x.to(device)), y.to(device))
             optimizer.zero_grad(set_to_none=True)

@@ -15,6 +15,9 @@
 - ``workdir``          chdir into an empty folder with data/, data/edit_sets/, artifacts/ and results/.
 - ``quiet_state`` / ``quiet_checkpoint``  the fitted model with logits scaled by 0.01 (same predictions; repairs
                        verify), as a state dict and as a checkpoint file (both session-scoped: do not mutate).
+- ``preserve_sweep``   a real 8-run grid sweep of ``quiet_checkpoint`` with ``--preserves 0 20`` (aprnn and ft, models
+                       kept), once per session: ``Namespace(root, grid, csv)``, ``grid`` its flags without
+                       ``--preserves`` and ``--output-file`` (read its files, do not write into ``root``).
 """
 
 from __future__ import annotations
@@ -181,3 +184,60 @@ def quiet_checkpoint(tmp_path_factory, quiet_state):
     model = small_alexnet(scale=16, seed=0)
     model.load_state_dict(quiet_state)
     return save_checkpoint(model.eval(), tmp_path_factory.mktemp("quiet") / "quiet.pth")
+
+
+# ---------------------------------------------------------------- solver choice: HiGHS unless marked gurobi
+
+def _gurobi_unusable() -> str | None:
+    """Why Gurobi cannot run here (gurobipy missing, too old, or no usable licence), or None."""
+    from alexnet_repair.solvers import available_backends
+
+    found = available_backends()["gurobi"]
+    return found.removeprefix("unavailable: ") if found.startswith("unavailable") else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip every ``gurobi``-marked test, in one place, when gurobipy or its licence cannot be used."""
+    marked = [item for item in items if item.get_closest_marker("gurobi")]
+    if not marked:
+        return
+    reason = _gurobi_unusable()
+    if reason:
+        skip = pytest.mark.skip(reason=f"gurobi: {reason}")
+        for item in marked:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _highs_unless_marked_gurobi(request, monkeypatch):
+    """Unmarked tests solve with HiGHS whatever licence the machine has: ``--solver auto`` never picks Gurobi
+    (in this process: ``fits_licence`` says no; in subprocesses and spawned sweep workers: GRB_LICENSE_FILE points
+    at no file, so their licence probe fails). The licence probe cache is private to the test. Tests marked
+    ``gurobi`` see the real machine."""
+    if request.node.get_closest_marker("gurobi"):
+        return
+    from alexnet_repair.solvers import gurobi
+
+    monkeypatch.setattr(gurobi, "fits_licence", lambda problem: (False, "tests run HiGHS unless marked gurobi"))
+    monkeypatch.setattr(gurobi, "_licence_cache", {})
+    monkeypatch.setenv("GRB_LICENSE_FILE", str(Path(request.config.rootpath) / "no-gurobi-licence-in-tests.lic"))
+
+
+# ---------------------------------------------------------------- a sweep with preserve sets
+
+@pytest.fixture(scope="session")
+def preserve_sweep(tmp_path_factory, cifar_dir, quiet_checkpoint):
+    """See the module docstring: the sweep test_experiments_preserve.py and test_analysis_preserve.py share."""
+    from argparse import Namespace
+    from contextlib import chdir
+
+    import experiment_runner
+    from sweeptools import common
+
+    root = tmp_path_factory.mktemp("preserve_sweep")
+    grid = [*common(cifar_dir, quiet_checkpoint), "--repair-set-sizes", "3", "--repair-set-types", "misclassified",
+            "class_homogeneous_incorrect", "--target-classes", "3", "--param-bound", "20", "--margin", "0.05",
+            "--methods", "aprnn", "ft", "--keep-models"]
+    with chdir(root):
+        assert experiment_runner.main([*grid, "--preserves", "0", "20", "--output-file", "results/p.csv"]) == 0
+    return Namespace(root=root, grid=grid, csv=root / "results/p.csv")

@@ -95,3 +95,67 @@ def test_batches_cover_the_split_in_order():
     assert torch.equal(seen, torch.arange(50))
     x, y, _ = next(split.batches(16))
     assert x.shape == (16, 3, 64, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+
+
+def _copy_with(tmp_path, cifar_dir, rewrite):
+    """A copy of the tiny CIFAR folder whose every file went through ``rewrite(entry) -> object to pickle``."""
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for f in (cifar_dir / "cifar-10-batches-py").iterdir():
+        with open(f, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        obj, protocol = rewrite(entry)
+        with open(folder / f.name, "wb") as handle:
+            pickle.dump(obj, handle, protocol=protocol)
+    return tmp_path
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_bytes_keys_load_like_str_keys(tmp_path, cifar_dir, protocol):
+    """b"data", b"labels", b"label_names": what `pickle.load(f, encoding="bytes")` hands people who then write
+    their own batches (the format page's Python 3 snippet); numpy label arrays are fine too."""
+    def to_bytes(entry):
+        out = {k.encode("latin1"): v for k, v in entry.items()}
+        if b"labels" in out:
+            out[b"labels"] = np.asarray(out[b"labels"], dtype=np.int64)
+        if b"label_names" in out:
+            out[b"label_names"] = [n.encode() for n in out[b"label_names"]]
+        return out, protocol
+
+    root = _copy_with(tmp_path, cifar_dir, to_bytes)
+    for split in ("test", "train"):
+        ours, reference = load_split("cifar10", split, root, download=False), load_split("cifar10", split, cifar_dir,
+                                                                                         download=False)
+        assert ours.dataset == "cifar10-folder" and len(ours) == len(reference)
+        assert torch.equal(ours.images, reference.images) and torch.equal(ours.labels, reference.labels)
+
+
+def test_cifar100_layout_is_refused_clearly(tmp_path, cifar_dir):
+    def to_cifar100(entry):
+        if "labels" not in entry:
+            return {"fine_label_names": [str(i) for i in range(100)]}, 2
+        return {b"data": entry["data"], b"fine_labels": entry["labels"], b"coarse_labels": entry["labels"]}, 2
+
+    root = _copy_with(tmp_path, cifar_dir, to_cifar100)
+    with pytest.raises(DataError, match="CIFAR-100") as err:
+        load_split("cifar10", "test", root, download=False)
+    assert "\n" not in str(err.value) and "CIFAR-10 " in str(err.value)
+
+
+def test_batches_that_would_run_code_are_refused_unread(tmp_path, cifar_dir):
+    """CIFAR-format folders are not md5-checked: their pickles may reference numpy arrays and nothing else."""
+    import os
+
+    target = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {target}",)
+
+    root = _copy_with(tmp_path, cifar_dir, lambda entry: ({**entry, "data": Payload()} if "data" in entry
+                                                          else entry, 2))
+    with pytest.raises(DataError, match="refused to load .*system") as err:
+        load_split("cifar10", "test", root, download=False)
+    assert not target.exists() and "\n" not in str(err.value)

@@ -13,7 +13,6 @@ import eval as eval_script
 import run_repair
 from alexnet_repair.editsets import build_editset, save_editset
 from alexnet_repair.evaluate import margins_of
-from alexnet_repair.model import load_checkpoint
 from alexnet_repair.repair import RepairConfig, repair
 from alexnet_repair.repair.bridge import parse_rows
 from alexnet_repair.repair.verify import _pre_activations

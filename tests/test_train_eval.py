@@ -89,3 +89,48 @@ def test_train_cuda_without_gpu_writes_nothing(workdir, capsys):
     rc = train_script.main(["--dataset", "synthetic", "--cuda", "--output", "m.pth"])
     assert rc == 2 and "CUDA" in capsys.readouterr().err
     assert not (workdir / "m.pth").exists()
+
+
+class _Stream:
+    """A stderr stand-in: records what is written; ``isatty`` says whether it is a terminal."""
+
+    def __init__(self, tty: bool):
+        self.tty, self.parts = tty, []
+
+    def write(self, text):
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+    @property
+    def text(self):
+        return "".join(self.parts)
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_bars_only_on_a_terminal(monkeypatch, cifar_train, cifar_test, tty):
+    """Progress bars are drawn when stderr is a terminal; a log file (not a tty) gets no bar frames at all."""
+    import sys
+
+    from alexnet_repair.evaluate import predict
+    from alexnet_repair.model import small_alexnet
+    from alexnet_repair.training import TrainConfig, train
+
+    stream = _Stream(tty)
+    monkeypatch.setattr(sys, "stderr", stream)
+    model = small_alexnet(scale=16, seed=0)
+    train(model, cifar_train.head(40), cifar_test.head(20), TrainConfig(epochs=1, batch_size=20), progress=True)
+    predict(model, cifar_test, progress=True, desc="bar-check")
+    if tty:
+        assert "epoch 1/1" in stream.text and "bar-check" in stream.text
+    else:
+        assert stream.text == ""
+    quiet = _Stream(True)
+    monkeypatch.setattr(sys, "stderr", quiet)
+    predict(model, cifar_test, progress=False)
+    assert quiet.text == ""  # --quiet: never, even on a terminal

@@ -8,25 +8,25 @@ from __future__ import annotations
 import io
 import json
 import logging
-import pickle
 import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from alexnet_repair.data import CLASS_NAMES, Split
+from alexnet_repair.data import CLASS_NAMES, Split, preprocess
 from alexnet_repair.editsets.build import class_histogram, default_editset_path
 from alexnet_repair.editsets.editset import FORMAT, FORMAT_VERSION, IMAGE_SHAPE, TENSOR_KEYS, EditSet
 from alexnet_repair.errors import DataError, UsageError
-from alexnet_repair.fileio import atomic_write_bytes, write_json
+from alexnet_repair.fileio import atomic_write_files, json_text, load_tensor_file, one_line
 from alexnet_repair.paths import manifest_path
 
 log = logging.getLogger(__name__)
 
 
 def save_editset(editset: EditSet, path=None, *, force: bool = False) -> tuple[Path, Path]:
-    """Atomically write the tensors (.pt) and the manifest (.json); never overwrite without ``force``."""
+    """Write the tensors (.pt) and the manifest (.json) together (both or neither replaced: see
+    :func:`fileio.atomic_write_files`); never overwrite without ``force``."""
     if editset.legacy:
         raise UsageError("a legacy edit set has no dataset indices and cannot be saved in the current format: "
                          "rebuild it with editset_generator.py")
@@ -51,8 +51,7 @@ def save_editset(editset: EditSet, path=None, *, force: bool = False) -> tuple[P
     }
     buffer = io.BytesIO()
     torch.save(tensors, buffer)
-    atomic_write_bytes(pt, buffer.getvalue())
-    write_json(manifest, editset.meta)
+    atomic_write_files({pt: buffer.getvalue(), manifest: json_text(editset.meta).encode("utf-8")})
     return pt, manifest
 
 
@@ -61,17 +60,11 @@ def load_editset(path) -> EditSet:
     pt = Path(path)
     if pt.suffix == ".json":
         raise DataError(f"{pt}: pass the edit set's .pt file, not its manifest")
-    if not pt.is_file():
+    if not pt.exists():
         raise DataError(f"edit set not found: {pt} (build one with `uv run python editset_generator.py ...`)")
-    try:
-        obj = torch.load(pt, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = (str(err).strip().splitlines() or ["unpickling refused"])[0]
-        raise DataError(f"{pt}: not a tensor-only edit set (refused by weights_only loading: {first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise DataError(f"{pt}: cannot read edit set ({(str(err).splitlines() or [type(err).__name__])[0]})") from None
+    obj = load_tensor_file(pt, "edit set", DataError)
     manifest = manifest_path(pt)
-    if manifest.is_file() or (isinstance(obj, dict) and "indices" in obj):
+    if manifest.exists() or (isinstance(obj, dict) and "indices" in obj):
         return _load_current(pt, obj, manifest)
     return _load_legacy(pt, obj)
 
@@ -80,7 +73,6 @@ def _check_images_labels(where: Path, images, labels) -> tuple[torch.Tensor, tor
     if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise DataError(f"{where}: images and labels must be tensors")
     if images.dtype == torch.uint8 and images.ndim == 4 and tuple(images.shape[1:]) == (32, 32, 3):
-        from .data import preprocess
         images = preprocess(images)  # raw CIFAR images of an earlier toolkit
     if images.ndim != 4 or tuple(images.shape[1:]) != IMAGE_SHAPE or not images.is_floating_point():
         raise DataError(f"{where}: images have shape {tuple(images.shape)} ({images.dtype}), "
@@ -101,14 +93,21 @@ def _load_current(pt: Path, obj, manifest: Path) -> EditSet:
     missing = [k for k in TENSOR_KEYS if k not in obj]
     if missing:
         raise DataError(f"{pt}: missing {', '.join(missing)}")
+    if manifest.is_dir():
+        raise DataError(f"{pt}: its manifest {manifest} is a folder, not a file")
     if not manifest.is_file():
         raise DataError(f"{pt}: its manifest {manifest} is missing")
     try:
         meta = json.loads(manifest.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{manifest}: not valid JSON ({err})") from None
+        raise DataError(f"{manifest}: not valid JSON ({one_line(err)})") from None
+    except OSError as err:
+        raise DataError(f"{manifest}: cannot read the manifest ({err.strerror or one_line(err)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise DataError(f"{manifest}: not an edit-set manifest")
+    odd = [key for key in ("kind", "dataset", "split", "focus") if not isinstance(meta.get(key), (str, type(None)))]
+    if odd:
+        raise DataError(f"{manifest}: {odd[0]} should be a string, not {type(meta[odd[0]]).__name__}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise DataError(f"{manifest}: format version {meta.get('format_version')}, this toolkit reads {FORMAT_VERSION}")
     images, labels = _check_images_labels(pt, obj["images"], obj["labels"])
