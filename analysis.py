@@ -2,7 +2,9 @@
 
 Reads one or more CSVs (e.g. the shards of one sweep; a run found in several counts once) and writes to
 results/analysis/: summary.csv and summary.md, exponents.csv (runtime ~ size^k), per_class_change.csv, one PNG
-per plot, contact sheets of a few edit sets, and report.html with all of it embedded. A sweep over several
+per plot, contact sheets of a few edit sets, and report.html with all of it embedded, under a header naming the base
+model, dataset, grid, commits and run times. A plot with nothing to compare (one size, one bound, ...) is left out,
+with a one-line note in the report and on stderr. A sweep over several
 --methods (aprnn, ft) also gets methods.csv/.md and the side-by-side plot methods.png. A sweep with preserve sets
 (--preserves 0 1000) gets preserve.csv/.md (APRNN / APRNN+preserve / fine-tuning: runs, success rate, drawdown,
 generalization, repair time, preserve images kept) and, with two preserve sizes or more, preserve.png (drawdown
@@ -15,11 +17,12 @@ import argparse
 import sys
 
 from alexnet_repair.analysis import grid as an
+from alexnet_repair.analysis import gridplots
 from alexnet_repair.analysis import preserve as ps
 from alexnet_repair.analysis import report
 from alexnet_repair.analysis.common import to_markdown
+from alexnet_repair.analysis.header import header_lines
 from alexnet_repair.cli import analysis_output, analysis_parser, script_main
-from alexnet_repair.provenance import git_commit
 from alexnet_repair.fileio import atomic_write_text
 from alexnet_repair.paths import path_for
 
@@ -40,21 +43,12 @@ def main(argv=None) -> int:
     tables = result_tables(df, fits)
     written = [path for stem, _, table in tables for path in report.write_table(table, out, stem, to_markdown(table))]
     written.append(atomic_write_text(out / "per_class_change.csv", an.per_class_matrix(df).to_csv()))
-    figs = report.write_figures(an.figures(df, fits), out)
-    plot_notes = ps.notes(df)
+    figs = report.write_figures(gridplots.figures(df, fits), out)
+    plot_notes = [note for *_, note in figs.values() if note]
     sheets, notes = report.contact_sheets(df, out, args.contact_sheets, args.data_dir)
     overall = fits[fits["repair_set_type"] == "all"].iloc[0]
-    intro = [f"{len(df)} runs from {', '.join(args.csv)}: {int(df['success'].sum())} verified repairs "
-             f"({100 * df['success'].mean():.0f}%).",
-             f"Runtime grows like size^{overall['exponent']:.2f} (least squares on log-log axes, "
-             f"{overall['points']} runs that reached the solver).",
-             "Accuracies and their changes are in percent (points); drawdown > 0 means accuracy lost outside the "
-             "edit set, generalization > 0 accuracy gained on held-out images of the same kind.",
-             f"Sweep checkpoints: {', '.join(sorted(df['weights_sha256'].dropna().astype(str).str[:12].unique()))}; "
-             f"toolkit commits: {', '.join(sorted(df['git_commit'].dropna().astype(str).unique())) or '-'}; "
-             f"analysis at commit {git_commit() or '-'}."]
-    page = report.build_html("Repair sweep report", intro, [(heading, t) for _, heading, t in tables], figs, sheets,
-                             notes, plot_notes)
+    page = report.build_html("Repair sweep report", intro_lines(df, overall, args.csv),
+                             [(heading, t) for _, heading, t in tables], figs, sheets, notes, header_lines(df))
     written.append(atomic_write_text(out / "report.html", page))
     for stem, _, table in tables:
         if stem != "exponents":
@@ -62,9 +56,20 @@ def main(argv=None) -> int:
     print(f"runtime exponent (all runs): {overall['exponent']:.3f} over {overall['points']} runs")
     for note in notes + plot_notes:
         print(f"note: {note}", file=sys.stderr)
-    print(f"wrote {len(written) + len(figs) + len(sheets)} files to {out} (open {out / 'report.html'})",
-          file=sys.stderr)
+    pngs = sum(path is not None for path, *_ in figs.values())
+    print(f"wrote {len(written) + pngs + len(sheets)} files to {out} (open {out / 'report.html'})", file=sys.stderr)
     return 0
+
+
+def intro_lines(df, overall, csvs) -> list[str]:
+    """The report's opening paragraphs: runs and successes, the runtime growth, what the numbers mean."""
+    growth = (f"Runtime grows like size^{overall['exponent']:.2f} (least squares on log-log axes, "
+              f"{overall['points']} runs that reached the solver)." if overall["exponent"] == overall["exponent"]
+              else "No runtime growth fitted: the runs that reached the solver have fewer than two distinct sizes.")
+    return [f"{len(df)} runs from {', '.join(csvs)}: {int(df['success'].sum())} verified repairs "
+            f"({100 * df['success'].mean():.0f}%).", growth,
+            "Accuracies and their changes are in percent (points); drawdown > 0 means accuracy lost outside the "
+            "edit set, generalization > 0 accuracy gained on held-out images of the same kind."]
 
 
 def result_tables(df, fits) -> list[tuple[str, str, object]]:

@@ -12,22 +12,7 @@ import pytest
 from PIL import Image
 
 import analysis
-import experiment_runner
 from alexnet_repair.analysis.grid import growth_exponent
-from sweeptools import common
-
-
-@pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, cifar_dir, quiet_checkpoint):
-    """A real 12-run sweep (two types, two classes, two sizes, two margins) of the tiny model, with its run records."""
-    root = tmp_path_factory.mktemp("analysis")
-    weights = quiet_checkpoint     # small logits: see conftest.py, quiet_state
-    args = [*common(cifar_dir, weights), "--repair-set-sizes", "2", "5", "--repair-set-types",
-            "misclassified", "class_homogeneous_incorrect", "--target-classes", "3", "5", "--param-bound", "20",
-            "--margins", "0.05", "0.1", "--output-file", "results/experiment.csv"]
-    with chdir(root):
-        assert experiment_runner.main(args) == 0
-    return root
 
 
 def test_report_outputs(sweep_dir, capsys):

@@ -1,5 +1,9 @@
 """What the grid and stochastic analyses share: loading and checking sweep CSVs, markdown tables, a blank
-matplotlib figure (no pyplot state) and mean +- std lines."""
+matplotlib figure (no pyplot state), mean +- std lines and the one-line note of a plot left out.
+
+Figure functions return ``(figure, note)``: the figure is None when the plot has nothing to compare (a single x
+value, a single series where a comparison is the point), and the note says in one line why it, or a panel of it,
+was left out ("" when nothing was)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,9 @@ import pandas as pd
 
 from ..errors import DataError
 from ..experiments.csvstore import dedupe, read_csv
+
+
+FEW_TICKS = 8       # a plot against a setting with this many values or fewer ticks each value
 
 
 def load_csvs(paths, schema: str, required: list[str], key: str, numeric: list[str], tool_hint: str) -> pd.DataFrame:
@@ -51,12 +58,47 @@ def to_markdown(table: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, rule, *body]) + "\n"
 
 
-def make_figure(ncols=1, width=6.4, height=4.2):
-    """A Figure of ``ncols`` axes side by side, each ``width`` x ``height`` inches; returns (fig, axes)."""
+def make_figure(ncols=1, width=4.6, height=3.6, nrows=1):
+    """A Figure of ``nrows`` x ``ncols`` axes, each about ``width`` x ``height`` inches; returns (fig, flat axes).
+
+    Constrained layout makes room for every tick label, title, legend and colorbar inside the figure (no call to
+    ``tight_layout`` needed, and none should be made).
+    """
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(width * ncols, height), dpi=100)
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    fig = Figure(figsize=(width * ncols, height * nrows), dpi=100, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     return fig, axes
+
+
+def fmt(value) -> str:
+    """A setting's value as the report shows it: 5 not 5.0 (nor '5.0', as a CSV column read as text holds it), 0.05,
+    'misclassified'."""
+    try:
+        return format(float(value), "g")
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def distinct(df: pd.DataFrame, column: str) -> list:
+    """The sorted distinct non-blank values of ``column`` (none when the CSV lacks it)."""
+    if column not in df:
+        return []
+    values = df[column].dropna()
+    return sorted(values[values.astype(str) != ""].unique())
+
+
+def held_value(df: pd.DataFrame, column: str, what: str) -> str:
+    """"" when ``column`` takes two values or more, else the one value every run holds: 'margin 0.05'."""
+    values = distinct(df, column)
+    if len(values) >= 2:
+        return ""
+    return f"{what} {fmt(values[0])}" if values else f"no {what}"
+
+
+def left_out(title: str, held: list[str], flags: list[str], who: str = "every run") -> str:
+    """The one line saying why a plot (or some of its panels) has nothing to compare."""
+    return (f"{title} left out: {who} has {' and '.join(held)} (sweep {' or '.join(flags)} over two values or more "
+            f"to compare)")
 
 
 def empty_note(ax, what: str = "no successful repairs to show") -> None:
@@ -64,7 +106,8 @@ def empty_note(ax, what: str = "no successful repairs to show") -> None:
 
 
 def mean_line(ax, df, x, y, by="repair_set_type"):
-    """Mean +- standard deviation of ``y`` against ``x``, one line per ``by`` (a note when there is no data)."""
+    """Mean +- standard deviation of ``y`` against ``x``, one line per ``by`` (a note when there is no data); a tick
+    at each x value when there are few."""
     df = df[df[y].notna()]
     if df.empty:
         empty_note(ax)
@@ -72,4 +115,20 @@ def mean_line(ax, df, x, y, by="repair_set_type"):
     for name, part in df.groupby(by):
         stats = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
         ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=str(name))
-    ax.legend(fontsize=8)
+    values = distinct(df, x)
+    if len(values) <= FEW_TICKS:
+        ax.set_xticks(values, [fmt(v) for v in values])
+    ax.legend(fontsize=9)
+
+
+def shared_legend(fig, axes) -> None:
+    """One legend under the panels in place of each panel's own (for panels that draw the same series)."""
+    series = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            series.setdefault(label, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if series:
+        fig.legend(series.values(), series.keys(), loc="outside lower center", ncols=min(len(series), 3),
+                   fontsize=10)

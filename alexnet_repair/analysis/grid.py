@@ -1,8 +1,5 @@
-"""Grid-sweep analysis: load sweep CSVs, summary tables, the runtime growth exponent and the plots.
-
-Every figure is a matplotlib ``Figure`` (no pyplot state); :mod:`.report` writes them as PNGs and embeds them
-in a self-contained HTML report.
-"""
+"""Grid-sweep analysis: load sweep CSVs, summary tables and the runtime growth exponent (the plots of these are
+in :mod:`.gridplots`)."""
 
 from __future__ import annotations
 
@@ -12,8 +9,8 @@ import pandas as pd
 from ..data import CLASS_NAMES
 from ..experiments.csvstore import json_cell
 from ..experiments.schema import SCHEMA
-from .common import empty_note, load_csvs, make_figure, mean_line
-from .preserve import fig_preserve, with_preserve_size
+from .common import load_csvs
+from .preserve import with_preserve_size
 
 REQUIRED = ["experiment_id", "schema", "repair_set_type", "requested_repair_set_size", "actual_repair_set_size",
             "target_class", "param_bound", "margin", "status", "success", "repair_runtime_seconds", "solve_time",
@@ -98,158 +95,3 @@ def per_class_matrix(df: pd.DataFrame) -> pd.DataFrame:
     means = values.join(ok[keys]).groupby(keys).mean()          # sorted by type, then numeric size
     means.index = [f"{kind} n={int(size)}" for kind, size in means.index]
     return means
-
-
-# ---- figures ---------------------------------------------------------------------------------------------------
-
-def fig_success(df: pd.DataFrame):
-    fig, (a, b) = make_figure(2)
-    for name, part in df.groupby("repair_set_type"):
-        rate = part.groupby("requested_repair_set_size")["success"].mean() * 100
-        a.plot(rate.index, rate.values, marker="o", label=name)
-    sizes = sorted(df["requested_repair_set_size"].dropna().unique())
-    a.set_xscale("log")
-    a.set_xticks(sizes, [f"{s:g}" for s in sizes])
-    a.minorticks_off()
-    a.set(xlabel="requested edit-set size", ylabel="success rate (%)", title="Success rate by size", ylim=(-5, 105))
-    a.legend(fontsize=8)
-    rate = df.groupby("repair_set_type")["success"].mean() * 100
-    b.bar(range(len(rate)), rate.values, color="tab:blue")
-    b.set_xticks(range(len(rate)), rate.index, rotation=15, fontsize=8)
-    b.set(ylabel="success rate (%)", title="Success rate by type", ylim=(0, 105))
-    fig.tight_layout()
-    return fig
-
-
-def fig_class_heatmap(df: pd.DataFrame):
-    """Success rate per target class x requested size, one panel per class-homogeneous type (None if none)."""
-    part = df[df["target_class"].notna()]
-    types = sorted(part["repair_set_type"].unique())
-    if not types:
-        return None
-    fig, axes = make_figure(len(types), width=5.2, height=4.6)
-    for ax, name in zip(axes, types):
-        grid = part[part["repair_set_type"] == name].pivot_table(
-            index="target_class", columns="requested_repair_set_size", values="success", aggfunc="mean") * 100
-        image = ax.imshow(grid.values, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
-        ax.set_xticks(range(grid.shape[1]), [str(int(c)) for c in grid.columns])
-        ax.set_yticks(range(grid.shape[0]), [f"{int(c)} {CLASS_NAMES[int(c)]}" for c in grid.index])
-        for (i, j), value in np.ndenumerate(grid.values):
-            if np.isfinite(value):
-                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=8)
-        ax.set(xlabel="requested size", title=f"{name}: success (%)")
-    fig.colorbar(image, ax=list(axes), shrink=0.8)
-    return fig
-
-
-def fig_runtime(df: pd.DataFrame, fits: pd.DataFrame):
-    fig, (ax,) = make_figure(1)
-    solved = df[df["solve_time"].notna() & (df["repair_runtime_seconds"] > 0) & (df["actual_repair_set_size"] > 0)]
-    if solved.empty:
-        empty_note(ax, "no run reached the solver")
-        return fig
-    for name, part in solved.groupby("repair_set_type"):
-        ax.scatter(part["actual_repair_set_size"], part["repair_runtime_seconds"], label=name, alpha=0.8)
-    fit = fits[fits["repair_set_type"] == "all"].iloc[0] if len(fits) else None
-    if fit is not None and np.isfinite(fit["exponent"]):
-        x = np.geomspace(max(solved["actual_repair_set_size"].min(), 1), solved["actual_repair_set_size"].max(), 50)
-        ax.plot(x, fit["coefficient"] * x ** fit["exponent"], "k--",
-                label=f"fit: time ~ size^{fit['exponent']:.2f}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel="edit-set size (actual)", ylabel="repair time (s)", title="Runtime vs size (log-log)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_cost_vs_size(df: pd.DataFrame):
-    fig, (a, b) = make_figure(2)
-    ok = df[df["success"]]
-    mean_line(a, ok, "requested_repair_set_size", "drawdown")
-    a.set(xlabel="requested edit-set size", ylabel="drawdown (points)", title="Drawdown vs size")
-    mean_line(b, ok, "requested_repair_set_size", "generalization")
-    b.set(xlabel="requested edit-set size", ylabel="generalization (points)", title="Generalization vs size")
-    for ax in (a, b):
-        ax.axhline(0, color="grey", lw=0.8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_cost_vs_bound_margin(df: pd.DataFrame):
-    fig, axes = make_figure(2)
-    ok = df[df["success"]].copy()
-    ok["margin_label"] = ["margin " + format(v, "g") for v in ok["margin"]]
-    ok["bound_label"] = ["bound " + format(v, "g") for v in ok["param_bound"]]
-    for ax, x, by, label in ((axes[0], "param_bound", "margin_label", "parameter bound"),
-                             (axes[1], "margin", "bound_label", "margin")):
-        mean_line(ax, ok, x, "drawdown", by=by)
-        ax.set(xlabel=label, ylabel="drawdown (points)", title=f"Drawdown vs {label}")
-        ax.axhline(0, color="grey", lw=0.8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_methods(df: pd.DataFrame):
-    """Side by side per method: drawdown against the share of edit images fixed with the margin (each run with a
-    model; efficacy alone hides fine-tuning's images that are right but below the margin), and time against size."""
-    if "method" not in df or df["method"].nunique() < 2:
-        return None
-    fig, (a, b) = make_figure(2)
-    for (name, part), marker in zip(df.groupby("method"), "os^vD"):
-        got = part[part["drawdown"].notna()]
-        fixed = 100.0 * got["fixed_count"] / got["actual_repair_set_size"]
-        a.scatter(fixed, got["drawdown"], marker=marker, alpha=0.8, label=name)
-        for x, (_, run) in zip(fixed, got.iterrows()):
-            a.annotate(f"n={run['actual_repair_set_size']:g}", (x, run["drawdown"]), fontsize=7,
-                       xytext=(3, 3), textcoords="offset points")
-        times = part.groupby("requested_repair_set_size")["repair_runtime_seconds"].median().sort_index()
-        b.plot(times.index, times.values, marker=marker, label=name)
-    a.set(xlabel="edit images fixed with the margin (%)", ylabel="drawdown (points)",
-          title="Drawdown vs images fixed, by method")
-    a.axhline(0, color="grey", lw=0.8)
-    b.set_yscale("log")
-    b.set(xlabel="requested edit-set size", ylabel="median repair time (s)", title="Time by method")
-    for ax in (a, b):
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def fig_per_class(matrix: pd.DataFrame):
-    if matrix.empty:
-        return None
-    fig, (ax,) = make_figure(1, width=8, height=1.2 + 0.45 * len(matrix))
-    limit = max(float(np.nanmax(np.abs(matrix.values))), 1e-9)
-    image = ax.imshow(matrix.values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=45, fontsize=8)
-    ax.set_yticks(range(len(matrix)), matrix.index, fontsize=8)
-    for (i, j), value in np.ndenumerate(matrix.values):
-        ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7)
-    ax.set_title("Mean per-class accuracy change on the drawdown set (points)")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    return fig
-
-
-def figures(df: pd.DataFrame, fits: pd.DataFrame) -> dict:
-    """name -> (Figure, caption) for every plot that has data."""
-    items = {
-        "success_rate": (fig_success(df), "Share of runs whose repair the saved model verified, by size and type."),
-        "class_size_heatmap": (fig_class_heatmap(df), "Success rate of the class-homogeneous runs per class and size."),
-        "runtime_vs_size": (fig_runtime(df, fits), "Repair time (encoding + solve) against the actual edit-set size, "
-                                                   "with the least-squares power-law fit."),
-        "cost_vs_size": (fig_cost_vs_size(df), "Drawdown (test accuracy lost outside the edit set) and generalization "
-                                               "(accuracy gained on held-out images of the same kind), successful "
-                                               "runs, mean and standard deviation."),
-        "cost_vs_bound_margin": (fig_cost_vs_bound_margin(df), "Drawdown against the parameter bound and the margin."),
-        "per_class_change": (fig_per_class(per_class_matrix(df)), "Which classes lose accuracy."),
-        "methods": (fig_methods(df), "Provable repair vs fine-tuning on the same edit sets and editable parameters: "
-                                     "drawdown against the share of edit images fixed with the margin, for every "
-                                     "run that returned a model (fine-tuning may fix fewer than all), and the "
-                                     "median repair time."),
-        "preserve": (fig_preserve(df), "Drawdown and generalization against the preserve-set size (0: no preserve "
-                                       "set), per method and edit-set type, for every run that returned a model; "
-                                       "mean and standard deviation."),
-    }
-    return {name: item for name, item in items.items() if item[0] is not None}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .common import make_figure, mean_line
+from .common import make_figure, mean_line, shared_legend
 
 SIZE = "requested_preserve_size"
 METHOD_NAMES = {"aprnn": "APRNN", "ft": "fine-tuning"}
@@ -49,23 +49,15 @@ def preserve_table(df: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(rows)
 
 
-def notes(df: pd.DataFrame) -> list[str]:
-    """Why the preserve table or plot is missing, one line each (nothing when both are there)."""
+def fig_preserve(df: pd.DataFrame):
+    """Drawdown and generalization against the preserve size, one line per method and edit-set type; (figure, note)
+    as in :mod:`.common`: no figure unless the sweep has two preserve sizes or more, and a note why."""
     sizes = sorted(df[SIZE].unique())
     if sizes == [0]:
-        return ["preserve table and plot skipped: no run had a preserve set (experiment_runner.py --preserves)"]
+        return None, "preserve table and plot skipped: no run had a preserve set (experiment_runner.py --preserves)"
     if len(sizes) < 2:
-        return [f"preserve plot skipped: every run has preserve size {sizes[0]} (sweep --preserves 0 {sizes[0]} "
-                f"to compare)"]
-    return []
-
-
-def fig_preserve(df: pd.DataFrame):
-    """Drawdown and generalization against the preserve size, one line per method and edit-set type (None unless
-    the sweep has two preserve sizes or more)."""
-    sizes = sorted(df[SIZE].unique())
-    if len(sizes) < 2:
-        return None
+        return None, (f"preserve plot skipped: every run has preserve size {sizes[0]} (sweep --preserves 0 "
+                      f"{sizes[0]} to compare)")
     df = df.assign(line=[f"{METHOD_NAMES.get(m, m)}, {t}" for m, t in zip(df["method"], df["repair_set_type"])])
     fig, axes = make_figure(2)
     for ax, column, label in ((axes[0], "drawdown", "drawdown (points)"),
@@ -77,5 +69,5 @@ def fig_preserve(df: pd.DataFrame):
         ax.minorticks_off()
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(xlabel="preserve-set size", ylabel=label, title=f"{label.split(' (')[0].capitalize()} vs preserve size")
-    fig.tight_layout()
-    return fig
+    shared_legend(fig, axes)
+    return fig, ""

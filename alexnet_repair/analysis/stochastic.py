@@ -14,7 +14,7 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from ..experiments.schema import STOCHASTIC_SCHEMA as SCHEMA
-from .common import load_csvs, make_figure
+from .common import held_value, left_out, load_csvs, make_figure, shared_legend
 from .preserve import SIZE as PRESERVE
 from .preserve import with_preserve_size
 
@@ -88,53 +88,64 @@ def _label(kind, preserve, batch) -> str:
     return f"{kind} b={int(batch)}" + (f" preserve {int(preserve)}" if preserve else "")
 
 
+def _bands(ax, table: pd.DataFrame) -> None:
+    """Mean line and 95% band over the iterations of each group of a :func:`curves` table, legend under the figure."""
+    for key, part in table.groupby(GROUP):
+        line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(*key))
+        ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def fig_accuracy(df: pd.DataFrame):
     fig, axes = make_figure(2)
     full = with_baseline(df)
     for ax, (metric, label) in zip(axes, METRICS.items()):
-        for key, part in curves(full, metric).groupby(GROUP):
-            line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(*key))
-            ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
-        ax.set(xlabel="iteration (0 = base model)", ylabel=label, title=f"{label.split(' (')[0]} (mean, 95% CI)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+        _bands(ax, curves(full, metric))
+        ax.set(xlabel="iteration (0 = base model)", ylabel=label, title=f"{label.split(' (')[0]} (mean, 95% CI)",
+               ylim=(-3, 103))       # an interval reaching past 0 or 100% is cut there
+    shared_legend(fig, axes)
+    return fig, ""
 
 
 def fig_time(df: pd.DataFrame):
-    fig, (ax,) = make_figure(1)
-    for key, part in curves(df, "batch_repair_time").groupby(GROUP):
-        line, = ax.plot(part["iteration"], part["mean"], marker="o", label=_label(*key))
-        ax.fill_between(part["iteration"], part["low"], part["high"], color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="iteration", ylabel="batch repair time (s)", title="Repair time per iteration (mean, 95% CI)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    if df["iteration"].nunique() < 2:
+        return None, "Repair time per iteration left out: every chain ran one iteration (--num-iterations 2 or more)"
+    fig, axes = make_figure(1, width=6.4, height=4.2)
+    _bands(axes[0], curves(df, "batch_repair_time"))
+    axes[0].set(xlabel="iteration", ylabel="batch repair time (s)", title="Repair time per iteration (mean, 95% CI)")
+    shared_legend(fig, axes)
+    return fig, ""
 
 
 def fig_batch_sizes(df: pd.DataFrame):
     """Final accuracies, success rate and time against the batch size, one line per type and preserve size."""
+    held = held_value(df, "batch_size", "batch size")
+    if held:
+        return None, left_out("Batch-size comparison", [held], ["--batch-sizes"], "every chain")
     table = summary(df)
-    fig, axes = make_figure(4, width=4.2)
+    fig, axes = make_figure(2, nrows=2)
     panels = [("final_test_accuracy", "final test accuracy (%)"),
               ("final_full_repair_accuracy", "final full-set accuracy (%)"),
               ("success_rate", "success rate (%)"), ("mean_batch_repair_time_s", "mean repair time (s)")]
+    sizes = sorted(table["batch_size"].unique())
     for ax, (col, label) in zip(axes, panels):
         for (kind, preserve), part in table.groupby(GROUP[:2]):
             name = kind + (f" preserve {preserve}" if preserve else "")
             ax.plot(part["batch_size"], part[col], marker="o", label=name)
         ax.set(xlabel="batch size", ylabel=label, title=label.split(" (")[0])
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+        ax.set_xticks(sizes, [f"{s:g}" for s in sizes])
+        if label.endswith("(%)"):
+            ax.set_ylim(-3, 103)
+    shared_legend(fig, axes)
+    return fig, ""
 
 
 def figures(df: pd.DataFrame) -> dict:
-    return {
+    """name -> (Figure or None, caption, note), as :func:`.gridplots.figures`."""
+    drawn = {
         "accuracy_over_iterations": (fig_accuracy(df), "Test accuracy and accuracy on the full repair set after "
                                                        "each iteration, mean over chains with a 95% t-interval."),
         "repair_time_per_iteration": (fig_time(df), "Wall-clock of each batch repair (encoding + solve)."),
         "batch_size_comparison": (fig_batch_sizes(df), "Where each batch size ends after the last iteration."),
     }
+    return {name: (fig, caption, note) for name, ((fig, note), caption) in drawn.items()}
