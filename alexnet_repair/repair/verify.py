@@ -164,7 +164,8 @@ def forward32(inputs: np.ndarray, ws, bs):
 def check_solution(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], pattern_tol: float | None = None) -> CheckReport:
     """Check (dW, db) for ``spec`` in float32. Pattern flips are counted only where both the
     original and the new |pre-activation| >= pattern_tol (default spec.pattern_eps / 2): a unit
-    sitting at ~0 contributes ~0 either way, and float32 cannot resolve its sign."""
+    sitting at ~0 contributes ~0 either way, and float32 cannot resolve its sign. Preserve points in
+    ``spec.inputs`` (after ``n_edit``) must meet ``preserve_margin``; ``min_margin`` is the edit points'."""
     tol = spec.pattern_eps / 2 if pattern_tol is None else pattern_tol
     ws0 = [w.astype(np.float32) for w in spec.weights]
     bs0 = [b.astype(np.float32) for b in spec.biases]
@@ -172,7 +173,6 @@ def check_solution(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], pattern_t
     z_old = forward32(spec.inputs, ws0, bs0)
     z_new = forward32(spec.inputs, ws, bs)
     y = z_new[-1].astype(np.float64)
-    n = y.shape[0]
     margins = lp_margins(y, spec.targets)
     changes = [np.abs(w.astype(np.float64) - w0.astype(np.float64)).max() for w, w0 in zip(ws[:1], ws0[:1])]
     changes += [np.abs(b.astype(np.float64) - b0.astype(np.float64)).max() for b, b0 in zip(bs, bs0)]
@@ -181,9 +181,10 @@ def check_solution(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], pattern_t
     for zo, zn in zip(z_old[:-1], z_new[:-1]):
         sure = (np.abs(zo) >= tol) & (np.abs(zn) >= tol)
         flips += int(((zo > 0) != (zn > 0))[sure].sum())
-    min_margin = float(margins.min()) if n else float("inf")
+    n_edit = spec.n_edit_points  # preserve points (after them) need their own, smaller margin
+    min_margin = float(margins[:n_edit].min()) if n_edit else float("inf")
     correct = bool((y.argmax(1) == spec.targets).all())
-    margin_ok = min_margin >= spec.margin
+    margin_ok = min_margin >= spec.margin and bool((margins[n_edit:] >= spec.preserve_margin).all())
     bound_ok = max_change <= spec.param_bound
     return CheckReport(correct, min_margin, margin_ok, max_change, bound_ok, flips,
                        correct and margin_ok and bound_ok and flips == 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -118,5 +119,8 @@ def solve_straightforward(spec: LPSpec, net: nw.Network, solver: str = "auto",
     build = time.perf_counter() - t0
     log.info("straightforward LP: %d vars, %d rows, %d nnz (built in %.2fs)",
              problem.A.shape[1], problem.A.shape[0], problem.A.nnz, build)
-    res = solve(problem, solver=solver, options=options or SolveOptions())
+    options = options or SolveOptions()
+    if options.algorithm == "auto":  # every row in epigraph form: an interior point method (IPX) beats simplex
+        options = replace(options, algorithm="ipm")
+    res = solve(problem, solver=solver, options=options)
     return _solution_from(res, decode, "straightforward", build)
