@@ -5,10 +5,14 @@ Commands (flags without a command run a grid sweep):
               per run
   stochastic  sequential repair of random batches of a full repair set; one row per iteration
   merge       combine the CSVs of several shards into one
+  status      progress of a sweep submitted with --submit (per shard: job state, rows done, failed, running)
+  collect     merge a submitted sweep's shard CSVs into its --output-file
+  resubmit    submit the unfinished shards of a submitted sweep again (they resume their CSVs)
 
 A sweep is resumable: rerun the same command after Ctrl-C or kill -9 and it skips every finished run (failed
-runs too, unless --retry-failed). --jobs N runs N configurations at a time; --shard I/N runs the I-th of N
-slices of the grid (e.g. one per SLURM array task), to be combined with `merge` or read together by analysis.py.
+runs too, unless --retry-failed). Several runners on one CSV split its runs: each run is claimed before it starts.
+--jobs N runs N configurations at a time; --shard I/N runs the I-th of N slices of the grid, to be combined with
+`merge` or read together by analysis.py; --submit slurm|local submits every shard as a task of one job array.
 When the default --weights file is missing, the base model is trained first.
 Flags: `experiment_runner.py grid -h`, `experiment_runner.py stochastic -h`, `experiment_runner.py merge -h`.
 """
@@ -22,19 +26,25 @@ from pathlib import Path
 import torch
 
 from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_repair_args, add_solver_args,
-                                device_from, script_main, setup_logging)
+                                add_submission_commands, add_submit_args, device_from, script_main,
+                                setup_logging)
 from alexnet_repair.editsets import SWEEP_TYPES, parse_class
 from alexnet_repair.errors import CheckpointError, UsageError
 from alexnet_repair.experiments import grid as gr
 from alexnet_repair.experiments import plan
 from alexnet_repair.experiments import settings as ex
 from alexnet_repair.experiments import stochastic as st
+from alexnet_repair.experiments import submit as sb
 from alexnet_repair.experiments.csvstore import read_csv
-from alexnet_repair.experiments.setup import SweepContext, SweepSetup, ensure_base_model, prepare_context
+from alexnet_repair.experiments.progress import estimate_text, seconds_per_row
+from alexnet_repair.experiments.setup import (SweepContext, SweepSetup, ensure_base_model, prepare_context,
+                                              prepare_data)
+from alexnet_repair.experiments.submission import Submission, record_path
 from alexnet_repair.model import file_sha256
 from alexnet_repair.paths import path_for
 
-COMMANDS = ("grid", "stochastic", "merge")
+COMMANDS = ("grid", "stochastic", "merge", "status", "collect", "resubmit")
+RECORD_COMMANDS = ("status", "collect", "resubmit")
 
 
 def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
@@ -61,7 +71,8 @@ def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
                    help="keep repaired models under artifacts/experiments/<experiment_id>/<csv name>-<hash>/ "
                         "(stochastic: every iteration's, not just the latest)")
     p.add_argument("--list", action="store_true", help="print the runs of this grid/shard and their state; run none")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (terminal) or progress lines (elsewhere)")
+    add_submit_args(p)
     add_solver_args(p)
     add_data_args(p)
     add_device_args(p)
@@ -70,7 +81,7 @@ def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", metavar="{grid,stochastic,merge}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     grid = sub.add_parser("grid", help="grid sweep (the default)", description="Grid sweep: one CSV row per run.")
     grid.add_argument("--repair-set-sizes", nargs="+", type=int, default=list(ex.DEFAULT_SIZES),
                       help=f"requested edit-set sizes (default: {list(ex.DEFAULT_SIZES)})")
@@ -96,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--output-file", required=True, help="the combined CSV (written atomically)")
     merge.add_argument("--force", action="store_true", help="overwrite --output-file when it is not an input")
     merge.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_submission_commands(sub)
     return parser
 
 
@@ -103,13 +115,17 @@ def parse_args(argv):
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
         argv = ["grid", *argv]
-    return build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    return args
 
 
 @script_main
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    if args.command in RECORD_COMMANDS:
+        return record_command(args)
     if args.command == "merge":
         count = plan.merge_sweeps(args.inputs, args.output_file, args.force)
         print(f"merged {len(args.inputs)} file(s) into {Path(args.output_file)}: {count} row(s)")
@@ -123,6 +139,8 @@ def main(argv=None) -> int:
     if args.command == "grid" and not 0 <= args.holdout_fraction < 1:
         raise UsageError("--holdout-fraction must lie in [0, 1)")
     specs = plan_specs(args)
+    if args.submit != "none":
+        return submit_sweep(args, specs)
     shard = plan.parse_shard(args.shard)
     if shard:
         specs = plan.shard(specs, *shard)
@@ -133,12 +151,14 @@ def main(argv=None) -> int:
     sha = file_sha256(setup.weights)
     if args.command == "stochastic":
         return run_stochastic(args, specs, setup, sha)
+    check_csv(args, setup, sha, args.output_file)
     done = plan.completed_rows(args.output_file)
-    plan.check_resumable(args.output_file, done.values(), setup.key(sha))
     todo = plan.plan(specs, done, args.retry_failed)
     shard_text = f" (shard {shard[0]}/{shard[1]})" if shard else ""
     print(f"grid{shard_text}: {len(specs)} runs, {len(specs) - len(todo)} already in {args.output_file}, "
-          f"{len(todo)} to run with {args.jobs} worker(s)", file=sys.stderr)
+          f"{len(todo)} to run with {args.jobs} worker(s); "
+          f"{estimate_text(seconds_per_row([args.output_file]), len(todo), args.jobs)}\n"
+          f"rows go to {args.output_file}, run records to {setup.record_dir}/", file=sys.stderr)
     if not todo:
         return 0
     ctx = prepare(args, setup, sha)
@@ -205,10 +225,21 @@ def prepare(args, setup: SweepSetup, sha: str) -> SweepContext:
     return prepare_context(setup, args.layers, progress=not args.quiet, weights_sha256=sha)
 
 
+def check_csv(args, setup: SweepSetup, sha: str, path) -> None:
+    """UsageError unless the CSV at ``path`` is empty or holds rows of this sweep's setup."""
+    if args.command == "grid":
+        plan.check_resumable(path, read_csv(path)[1], setup.key(sha))
+    else:
+        key = st.stochastic_key(setup.key(sha), args.full_set_size)
+        plan.check_resumable(path, read_csv(path)[1], key, chains=True)
+
+
 def run_stochastic(args, chains, setup: SweepSetup, sha: str) -> int:
-    key = st.stochastic_key(setup.key(sha), args.full_set_size)
-    plan.check_resumable(args.output_file, read_csv(args.output_file)[1], key, chains=True)
-    print(f"stochastic: {len(chains)} chain(s) x {args.num_iterations} iterations into {args.output_file}",
+    check_csv(args, setup, sha, args.output_file)
+    done = sum(min(n, args.num_iterations) for _, n in plan.chain_progress(args.output_file, chains))
+    todo = len(chains) * args.num_iterations - done
+    print(f"stochastic: {len(chains)} chain(s) x {args.num_iterations} iterations into {args.output_file}, {done} "
+          f"already there; {estimate_text(seconds_per_row([args.output_file]), todo, args.jobs, 'iteration')}",
           file=sys.stderr)
     ctx = prepare(args, setup, sha)
     count = st.execute_chains(chains, ctx, args.output_file, args.num_iterations, args.full_set_size, args.jobs,
@@ -216,6 +247,52 @@ def run_stochastic(args, chains, setup: SweepSetup, sha: str) -> int:
     print(f"ran {count} iteration(s); analyse with: uv run python analyze_stochastic.py {args.output_file}",
           file=sys.stderr)
     return 0
+
+
+def submit_sweep(args, specs) -> int:
+    """--submit: train the base model and fetch the data once, then submit one task per shard (see submit.py)."""
+    if args.shard or args.list:
+        raise UsageError("--submit runs every shard of the grid as a task: drop --shard and --list")
+    if args.shards is not None and args.shards < 1:
+        raise UsageError("--shards must be at least 1")
+    setup = make_setup(args)
+    ensure_weights(args, setup)
+    prepare_data(setup)
+    sub = sb.submission_from(args, specs, setup.weights, __file__)
+    sha = file_sha256(setup.weights)
+    for part in sub.shards:
+        check_csv(args, setup, sha, part.csv)
+    print(sb.overview(sub), file=sys.stderr)
+    started = sb.submit(sub)
+    print(sb.follow_text(sub, record_path(args.output_file)))
+    return wait_and_collect(sub, sub.shards, started) if args.wait else 0
+
+
+def record_command(args) -> int:
+    """status / collect / resubmit of the submission record ``args.record``."""
+    sub = Submission.load(args.record)
+    if args.command in ("status", "collect"):
+        print(sb.status_table(sub) if args.command == "status" else sb.collect_text(sub, args.output_file, args.force))
+        return 0
+    shards = sb.to_resubmit(sub, args.shards)
+    if not shards:
+        print("nothing to resubmit: every shard is complete or its job is queued or running (name shards with "
+              "--shards to submit them anyway)")
+        return 0
+    started = sb.submit(sub, shards)
+    print(f"resubmitted shard(s) {', '.join(s.name for s in shards)} as job(s) "
+          f"{', '.join(s.job_ids[-1] for s in shards)}")
+    return wait_and_collect(sub, shards, started) if args.wait else 0
+
+
+def wait_and_collect(sub: Submission, shards, started) -> int:
+    print(f"waiting for {len(started)} task(s)...", file=sys.stderr)
+    failed = sb.wait(sub, shards, started)
+    for line in failed:
+        print(line, file=sys.stderr)
+    print(sb.status_table(sub))
+    print(sb.collect_text(sub))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

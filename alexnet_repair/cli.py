@@ -122,6 +122,49 @@ def _add_preserve_args(flag) -> None:
          choices=["train", "test"])
 
 
+def add_submit_args(parser: argparse.ArgumentParser) -> None:
+    """experiment_runner.py's --submit flags: the sweep as a job array through submitit, one task per shard."""
+    group = parser.add_argument_group("submission (one scheduler task per shard; see `experiment_runner.py status`)")
+    group.add_argument("--submit", choices=["none", "local", "slurm"], default="none",
+                       help="run here (none, the default), or submit the shards as a job array: to Slurm, or as "
+                            "background processes on this machine (local; every shard at once)")
+    group.add_argument("--shards", type=int, default=None, metavar="N",
+                       help="tasks to split the grid into (default: one per --jobs runs or chains; local: at most "
+                            "cores / --jobs)")
+    group.add_argument("--wait", action="store_true", help="wait for every task, then collect the shard CSVs")
+    group.add_argument("--slurm-partition", default=None, metavar="NAME", help="sbatch --partition")
+    group.add_argument("--slurm-time", default=None, metavar="TIME",
+                       help="time limit per task: minutes, H:M:S or D-H:M:S (default 24:00:00; a task that hits it "
+                            "is requeued, up to 3 times, and resumes its shard)")
+    group.add_argument("--slurm-cpus", type=int, default=None, metavar="N",
+                       help="sbatch --cpus-per-task (default: --jobs x --threads, or --jobs)")
+    group.add_argument("--slurm-mem", default=None, metavar="MEM", help="sbatch --mem, e.g. 16G")
+    group.add_argument("--slurm-gpus", type=int, default=None, metavar="N", help="GPUs per task (--gpus-per-node)")
+    group.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other sbatch flag, e.g. --slurm-extra account=myproj --slurm-extra qos=high "
+                            "(repeatable)")
+
+
+def add_submission_commands(sub) -> None:
+    """experiment_runner.py's status / collect / resubmit RECORD commands (``sub``: its subparsers), of a sweep
+    submitted with --submit."""
+    status = sub.add_parser("status", help="progress of a submitted sweep", description="Per shard: the task's "
+                            "state, rows done / total, failed, in progress (claims held); then the totals.")
+    collect_ = sub.add_parser("collect", help="merge a submitted sweep's shard CSVs", description="Merge the shard "
+                              "CSVs into the sweep's --output-file with merge's rules (the file itself is one of the "
+                              "inputs when it exists, unless --force).")
+    collect_.add_argument("--output-file", default=None, help="default: the sweep's --output-file")
+    collect_.add_argument("--force", action="store_true", help="replace --output-file with the shards' rows alone")
+    again = sub.add_parser("resubmit", help="submit unfinished shards again", description="Submit shards of a "
+                           "submitted sweep again, with the same executor settings; each resumes its CSV.")
+    again.add_argument("--shards", nargs="+", type=int, default=None, metavar="I", help="shard numbers (default: "
+                       "every unfinished shard whose job is neither queued nor running)")
+    again.add_argument("--wait", action="store_true", help="wait for the tasks, then collect")
+    for p in (status, collect_, again):
+        p.add_argument("record", help="the submission record (<csv stem>.submit/submission.json) or its folder")
+        add_common_args(p, seed=None)
+
+
 def repair_config_from(args) -> RepairConfig:
     """The RepairConfig of run_repair.py's flags (:func:`add_repair_args` and :func:`add_solver_args`)."""
     return RepairConfig(layer=args.layer, rows=args.rows, param_bound=args.param_bound, margin=args.margin,

@@ -16,6 +16,8 @@ from .data import CLASS_NAMES
 DATA_DIR = Path("data")
 ARTIFACTS_DIR = Path("artifacts")
 RESULTS_DIR = Path("results")
+# folders beside a sweep CSV (results/experiment.csv): its run records, its claims, a submission of it
+BESIDE_CSV = {"run_records": "{stem}", "claims": "{name}.claims", "submission": "{stem}.submit"}
 
 
 def editset_prefix(kind: str, target_class: int | None = None, focus: str | None = None,
@@ -51,6 +53,8 @@ def path_for(what: str, *, root: str | Path = ".", **keys) -> Path:
       absolute path>/: the models of one run of one sweep CSV (two CSVs may hold the same experiment id)
     - ``chain_model`` (chain_id, iteration, sweep_csv)  <run_models of the chain>/iter_<iteration:04d>.pth
     - ``run_records`` (sweep_csv)               beside the CSV: results/experiment.csv -> results/experiment/
+    - ``claims`` (sweep_csv)                    results/experiment.csv.claims/: a lock per run or chain in progress
+    - ``submission`` (sweep_csv)                results/experiment.submit/: submission.json, shard CSVs, logs/
     """
     root = Path(root)
     if what == "dataset_root":
@@ -85,9 +89,9 @@ def path_for(what: str, *, root: str | Path = ".", **keys) -> Path:
     if what == "chain_model":
         return path_for("run_models", root=root, experiment_id=keys["chain_id"],
                         sweep_csv=keys["sweep_csv"]) / f"iter_{keys['iteration']:04d}.pth"
-    if what == "run_records":
+    if what in BESIDE_CSV:
         csv = Path(keys["sweep_csv"])
-        return csv.with_name(csv.stem)
+        return csv.with_name(BESIDE_CSV[what].format(stem=csv.stem, name=csv.name))
     raise KeyError(f"unknown path kind {what!r}")
 
 

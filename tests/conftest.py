@@ -18,6 +18,10 @@
 - ``preserve_sweep``   a real 8-run grid sweep of ``quiet_checkpoint`` with ``--preserves 0 20`` (aprnn and ft, models
                        kept), once per session: ``Namespace(root, grid, csv)``, ``grid`` its flags without
                        ``--preserves`` and ``--output-file`` (read its files, do not write into ``root``).
+- ``sweep_dir``        a real 12-run grid sweep of ``quiet_checkpoint`` (two types, classes 3 and 5, sizes 2 and 5,
+                       bound 20, margins 0.05 and 0.1) with its run records, once per session: the folder holding
+                       results/experiment.csv (do not change it; test_analysis_grid.py analyses it into
+                       results/analysis there).
 """
 
 from __future__ import annotations
@@ -241,3 +245,22 @@ def preserve_sweep(tmp_path_factory, cifar_dir, quiet_checkpoint):
     with chdir(root):
         assert experiment_runner.main([*grid, "--preserves", "0", "20", "--output-file", "results/p.csv"]) == 0
     return Namespace(root=root, grid=grid, csv=root / "results/p.csv")
+
+
+# ---------------------------------------------------------------- a plain grid sweep (the analysis tests)
+
+@pytest.fixture(scope="session")
+def sweep_dir(tmp_path_factory, cifar_dir, quiet_checkpoint):
+    """See the module docstring: the sweep test_analysis_grid.py and test_analysis_report.py read."""
+    from contextlib import chdir
+
+    import experiment_runner
+    from sweeptools import common
+
+    root = tmp_path_factory.mktemp("analysis")
+    args = [*common(cifar_dir, quiet_checkpoint), "--repair-set-sizes", "2", "5", "--repair-set-types",
+            "misclassified", "class_homogeneous_incorrect", "--target-classes", "3", "5", "--param-bound", "20",
+            "--margins", "0.05", "0.1", "--output-file", "results/experiment.csv"]
+    with chdir(root):
+        assert experiment_runner.main(args) == 0
+    return root

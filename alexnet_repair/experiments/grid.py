@@ -2,8 +2,9 @@
 row per run.
 
 A run's key is its ``experiment_id`` (e.g. ``misclassified_n50_c-_b5_m2_l6_s0_aprnn_auto``). Each run draws its
-edit set, repairs, verifies on the saved model and evaluates; rows are appended one complete fsynced line at a
-time by the parent process only (workers return rows), so a killed sweep loses at most its in-flight runs.
+edit set, repairs, verifies on the saved model and evaluates; each run is claimed first (:mod:`.claims`) and its
+row appended as one complete fsynced line while the claim is held, so a killed sweep loses at most its in-flight
+runs, and several runners on one CSV (processes, shards, array tasks) split its runs with no run done twice.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ from ..fileio import write_json
 from ..model import load_checkpoint, save_checkpoint
 from ..paths import path_for, safe_name
 from ..repair import run_method
+from .claims import Claims
 from .csvstore import store_row
+from .plan import completed_rows
 from .pool import run_all, threads_per_worker
+from .progress import Progress
 from .rows import provenance_fields, result_fields, settings_fields, timestamp
 from .schema import COLUMNS, SCHEMA
 from .settings import (DEFAULT_BOUNDS, DEFAULT_CLASSES, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS,
@@ -131,32 +135,64 @@ def _evaluate(ctx: SweepContext, base, repaired, editset, spec: RunSpec, record:
     return out
 
 
-def _worker_state(ctx: SweepContext, threads: int):
-    return ctx, load_checkpoint(ctx.setup.weights), threads
+def run_claimed(spec: RunSpec, ctx: SweepContext, base, threads: int | None, output, seen: dict) -> dict:
+    """Claim the run, re-read the CSV, run it and write its row while the claim is held; returns the row, or
+    ``{"experiment_id": ..., "skipped": "claimed" | "done"}`` when another runner holds the claim or has finished
+    the run meanwhile. ``seen``: the failed rows to retry as the plan saw them (another runner may retry one
+    first: a row that differs is taken as done)."""
+    key = spec.experiment_id
+    with Claims(output).hold(key) as got:
+        if not got:
+            return {"experiment_id": key, "skipped": "claimed"}
+        current = completed_rows(output).get(key)
+        if current is not None and not _same(current, seen.get(key)):
+            return {"experiment_id": key, "skipped": "done"}
+        row = run_one(spec, ctx, base, threads)
+        store_row(output, row, COLUMNS, replace_key="experiment_id" if current is not None else None)
+        return row
+
+
+def _same(row: dict, seen: dict | None) -> bool:
+    """Whether ``row`` is still the row ``seen`` (columns added to the file since are blank in it)."""
+    return seen is not None and all(row.get(k) == v for k, v in seen.items())
+
+
+def _worker_state(ctx: SweepContext, threads: int, output: str, seen: dict):
+    return ctx, load_checkpoint(ctx.setup.weights), threads, output, seen
 
 
 def _work(state, spec: RunSpec) -> dict:
-    ctx, base, threads = state
-    return run_one(spec, ctx, base, threads)
+    ctx, base, threads, output, seen = state
+    return run_claimed(spec, ctx, base, threads, output, seen)
 
 
 def execute(todo: list[RunSpec], ctx: SweepContext, output, done: dict, jobs: int = 1, threads: int | None = None,
             progress: bool = True) -> list[dict]:
-    """Run ``todo`` (in ``jobs`` processes) and write each row to ``output`` as it arrives; returns the rows."""
-    from tqdm import tqdm
-
+    """Run ``todo`` (in ``jobs`` processes), each under its claim, its row written as it finishes; returns the rows
+    this process wrote. Runs another runner holds are left to it; a pass at the end takes over those whose claim
+    has been dropped without a row (the runner died)."""
     threads = threads_per_worker(jobs, threads)
-    bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
-    rows = []
+    seen = {k: row for k, row in done.items() if k in {s.experiment_id for s in todo}}
+    bar = Progress(len(todo), "sweep", "run", enabled=progress)
+    rows, claimed = [], []
 
     def record(row):
-        store_row(output, row, COLUMNS, replace_key="experiment_id" if row["experiment_id"] in done else None)
+        if row.get("skipped"):
+            claimed.extend([row["experiment_id"]] if row["skipped"] == "claimed" else [])
+            bar.skip(1, f"{row['experiment_id']}: {'another runner' if row['skipped'] == 'claimed' else 'done'}")
+            return
         rows.append(row)
-        bar.set_postfix_str(f"{row['experiment_id']}: {row['status']}", refresh=False)
-        bar.update(1)
+        bar.update(1, failed=not row["success"], note=f"{row['experiment_id']}: {row['status']}")
 
+    claims, pending = Claims(output), todo
     try:
-        run_all(_work, todo, _worker_state, (ctx, threads), jobs, threads, record)
+        for _ in range(3):      # the pass over todo, then takeovers of claims dropped without a row
+            run_all(_work, pending, _worker_state, (ctx, threads, str(output), seen), jobs, threads, record)
+            free = {k for k in claimed if not claims.held(k)} - set(completed_rows(output))
+            pending, claimed = [s for s in todo if s.experiment_id in free], []
+            if not pending:
+                break
+            bar.retake(len(pending))
     finally:
         bar.close()
     return rows

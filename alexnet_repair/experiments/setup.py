@@ -118,3 +118,11 @@ def ensure_base_model(path, dataset: str, data_dir=str(path_for("dataset_root"))
     test_split = load_split(dataset, "test", data_dir, download=download)
     return train_base_model(path, train_split, test_split, TrainConfig(), width_scale, device, progress,
                             trained_by="experiment_runner")
+
+
+def prepare_data(setup: SweepSetup) -> None:
+    """Download (when allowed) and read both splits once, so that jobs started afterwards never race to fetch them."""
+    if setup.dataset == "synthetic":        # generated, nothing to fetch
+        return
+    for split in ("test", "train"):
+        load_split(setup.dataset, split, setup.data_dir, download=setup.download)

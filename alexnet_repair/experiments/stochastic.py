@@ -8,7 +8,8 @@ set is shuffled and cut into consecutive batches, reshuffled when exhausted (a f
 resumed chain draws the same batches). A failed repair leaves the model unchanged (a verified partial one, e.g.
 max-fixed, is kept). Resume is per iteration: the model after iteration i is written
 (``artifacts/experiments/<chain>/iter_<i>.pth``) before its row is appended, and a
-rerun continues from the latest successful iteration's model.
+rerun continues from the latest successful iteration's model. A chain is claimed (:mod:`.claims`) while it runs, so
+several runners on one CSV split the chains and never run one twice.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from ..errors import AlexRepairError, DataError
 from ..model import load_checkpoint, save_checkpoint
 from ..paths import path_for, safe_name
 from ..repair import run_method
+from .claims import Claims
 from .csvstore import append_row, drop_rows, is_true, read_csv, store_row
 from .featcache import FeatureCache, classifier_stop
 from .pool import run_all, threads_per_worker
+from .progress import Progress
 from .rows import error_fields, provenance_fields, result_fields, settings_fields, timestamp
 from .schema import STOCHASTIC_COLUMNS as COLUMNS
 from .schema import STOCHASTIC_SCHEMA as SCHEMA
@@ -198,42 +201,67 @@ def _prune_checkpoints(keep: Path) -> None:
 
 # ---- worker processes --------------------------------------------------------------------------------------------
 
+def run_claimed(spec: ChainSpec, ctx: SweepContext, base, threads: int | None, options: dict) -> int | None:
+    """Claim the chain and run (or continue) it while the claim is held: run_chain re-reads the chain's rows under
+    the claim, so a chain another runner advanced meanwhile continues from there. The iterations run, or None when
+    another runner holds the chain."""
+    with Claims(options["output"]).hold(spec.chain_id) as got:
+        return len(run_chain(spec, ctx, base, threads=threads, **options)) if got else None
+
+
 def _worker_state(ctx: SweepContext, threads: int, options: dict):
     return ctx, load_checkpoint(ctx.setup.weights), threads, options
 
 
-def _work(state, spec: ChainSpec) -> int:
+def _work(state, spec: ChainSpec) -> tuple[str, int | None]:
     ctx, base, threads, options = state
-    return len(run_chain(spec, ctx, base, threads=threads, **options))
+    return spec.chain_id, run_claimed(spec, ctx, base, threads, options)
 
 
 def execute_chains(chains: list[ChainSpec], ctx: SweepContext, output, iterations: int, full_set_size=None,
                    jobs: int = 1, threads: int | None = None, keep_models: bool = False, retry_failed: bool = False,
                    progress: bool = True) -> int:
-    """Run every chain (in ``jobs`` processes, each appending its own rows); returns the iterations run."""
-    from tqdm import tqdm
-
+    """Run every chain (in ``jobs`` processes, each under its claim, appending its own rows); returns the iterations
+    run here. Chains another runner holds are left to it; a pass at the end takes over those whose claim has been
+    dropped before the chain was complete (the runner died)."""
     threads = threads_per_worker(jobs, threads)
     options = dict(output=str(output), iterations=iterations, full_set_size=full_set_size, keep_models=keep_models,
                    retry_failed=retry_failed)
-    bar = tqdm(total=len(chains) * iterations, desc="stochastic", unit="iter", disable=not progress,
-               dynamic_ncols=True)
-    _, rows = read_csv(output)
-    finished = {(r["experiment_id"], r["iteration"]) for r in rows}
-    bar.update(sum((c.chain_id, str(i)) in finished for c in chains for i in range(1, iterations + 1)))
-    count = 0
-
-    def advance(n: int) -> None:
-        nonlocal count
-        count += n
-        bar.update(n)
-
+    bar = Progress(len(chains) * iterations, "stochastic", "iteration", done=_finished(output, chains, iterations),
+                   enabled=progress)
     in_process = jobs <= 1    # in this process the count moves per iteration; from workers per finished chain
     if in_process:
-        options["on_iteration"] = lambda row: advance(1)
+        options["on_iteration"] = lambda row: bar.update(1, failed=not row["success"], note=row["row_id"])
+    count, claimed = 0, []
+
+    def finished(result: tuple[str, int | None]) -> None:
+        nonlocal count
+        chain_id, n = result
+        if n is None:
+            claimed.append(chain_id)
+        elif not in_process:
+            bar.update(n, note=chain_id)
+        count += n or 0
+
+    claims, pending = Claims(output), chains
     try:
-        run_all(_work, chains, _worker_state, (ctx, threads, options), jobs, threads,
-                (lambda n: None) if in_process else advance)
+        for _ in range(3):      # the pass over the chains, then takeovers of claims dropped before the end
+            run_all(_work, pending, _worker_state, (ctx, threads, options), jobs, threads, finished)
+            left = [c for c in chains if c.chain_id in claimed and not claims.held(c.chain_id)]
+            pending, claimed = [c for c in left if not _complete(output, c, iterations)], []
+            if not pending:
+                break
     finally:
         bar.close()
     return count
+
+
+def _finished(output, chains: list[ChainSpec], iterations: int) -> int:
+    """Iterations of ``chains`` already in the CSV."""
+    _, rows = read_csv(output)
+    finished = {(r["experiment_id"], r["iteration"]) for r in rows}
+    return sum((c.chain_id, str(i)) in finished for c in chains for i in range(1, iterations + 1))
+
+
+def _complete(output, chain: ChainSpec, iterations: int) -> bool:
+    return any(int(r["iteration"]) >= iterations for r in chain_rows(output, chain.chain_id))
