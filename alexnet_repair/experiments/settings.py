@@ -10,7 +10,7 @@ from ..data import CLASS_NAMES
 from ..editsets import SWEEP_TYPES, parse_sweep_type
 from ..errors import UsageError
 from ..model import resolve_layer
-from .featcache import classifier_stop
+from ..evaluate import classifier_stop
 
 # Every default of a grid sweep, in one place. The README's `experiment_runner.py --dataset synthetic` runs this
 # grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer, about 5 minutes on 2 busy CPU cores (measured).

@@ -2,7 +2,7 @@
 
 Settings that are not grid dimensions (checkpoint, dataset, edit split, sizing, objective, ...) form the
 ``sweep_key``: a CSV never mixes two of them. The sweep-wide work is done once: one base-model pass over the
-test split (kept as a :class:`~.featcache.FeatureCache`) and one over the edit split; edit sets are drawn from it.
+test split (kept as a :class:`alexnet_repair.evaluate.FeatureCache`) and one over the edit split; edit sets are drawn from it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..paths import path_for
 from ..provenance import versions
 from ..repair import RepairConfig
 from ..training import TrainConfig, train_base_model
-from .featcache import FeatureCache, classifier_stop
+from ..evaluate import FeatureCache, classifier_stop
 from .settings import DEFAULT_EDIT_SPLIT, DEFAULT_HOLDOUT_FRACTION, DEFAULT_SIZING
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from ..paths import path_for, safe_name
 from ..repair import run_method
 from .claims import Claims
 from .csvstore import append_row, drop_rows, is_true, read_csv, store_row
-from .featcache import FeatureCache, classifier_stop
+from ..evaluate import FeatureCache, classifier_stop
 from .pool import run_all, threads_per_worker
 from .progress import Progress
 from .rows import error_fields, provenance_fields, result_fields, settings_fields, timestamp

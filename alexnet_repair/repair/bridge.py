@@ -84,7 +84,7 @@ def prepare(model: AlexNet, images: torch.Tensor, labels, config: RepairConfig, 
 
 def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, rows, device="cpu",
             preserve=None):
-    """The LPSpec of ``config`` on these edit images (float64 features and weights), with the preserve set's
+    """The LPSpec of ``config`` on these edit images (float32-prefix features and weights, held in float64), with the preserve set's
     features when ``preserve`` (an editsets.PreserveSet) is given.
 
     The features are the float32 prefix's (the saved model's own arithmetic), held in float64: a float64 prefix
