@@ -75,10 +75,13 @@ def test_formulations_agree(case, objective):
     spec = make_instance(n, dims, n_rows=rows, seed=3, objective=objective, param_bound=10.0)
     ref = solve_repair_lp(spec, formulation="straightforward")
     assert_valid(spec, ref)
+    ipm_covers = objective in ("linf+l1n", "l1") and len(dims) <= 3   # the certified IPM's objectives and layers
     for formulation in ("colgen", "ipm", "auto"):
         sol = solve_repair_lp(spec, formulation=formulation)
         assert_valid(spec, sol)
         assert sol.objective == pytest.approx(ref.objective, rel=1e-6), (formulation, sol.formulation)
+        expected = "colgen" if formulation == "colgen" or not ipm_covers else "ipm"
+        assert sol.formulation == expected, (formulation, sol.formulation, sol.message)   # what actually ran
 
 
 def test_hidden_layer_keeps_patterns():

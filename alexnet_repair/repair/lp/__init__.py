@@ -15,7 +15,7 @@ import numpy as np
 from alexnet_repair.errors import UsageError
 from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.certified import ipm_applicable, solve_certified
-from alexnet_repair.repair.lp.network import original_network, points_fixed
+from alexnet_repair.repair.lp.network import original_network, point_violations, points_fixed
 from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES, LPSolution, LPSpec
 from alexnet_repair.repair.lp.straightforward import solve_straightforward
 from alexnet_repair.solvers import SolveOptions, Status
@@ -23,6 +23,8 @@ from alexnet_repair.solvers import SolveOptions, Status
 log = logging.getLogger(__name__)
 
 MAX_PRESERVE_ROUNDS = 30  # lazy preserve rounds at most (each adds every preserve image with a violated row)
+PRESERVE_BATCH = 100  # preserve images added per round: the most violated first, this many or PRESERVE_SHARE of
+PRESERVE_SHARE = 0.5  # the violated ones, whichever is more (adding all at once makes the LP far larger than needed)
 PRESERVE_TOL = 1e-7  # a preserve row is violated when it misses by more (HiGHS's primal feasibility tolerance)
 
 __all__ = ["FORMULATIONS", "OBJECTIVES", "LPSolution", "LPSpec", "solve_repair_lp"]
@@ -56,13 +58,17 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
         if sol.status != Status.OPTIMAL or sol.dW is None:
             return sol
         t0 = time.perf_counter()
-        missing = np.setdiff1d(np.flatnonzero(~points_fixed(check_net, sol.dW, sol.db, PRESERVE_TOL)), active)
+        miss = point_violations(check_net, sol.dW, sol.db)
+        miss[active] = 0.0
+        missing = np.flatnonzero(miss > PRESERVE_TOL)
         sol.build_time += time.perf_counter() - t0
         log.info("preserve round %d: %d of %d preserve images in the LP, %d more violated", round_, active.size,
                  spec.n_preserve, missing.size)
         if not missing.size:
             return sol
-        active = np.union1d(active, missing)
+        worst_first = missing[np.argsort(-miss[missing], kind="stable")]
+        take = max(PRESERVE_BATCH, int(np.ceil(PRESERVE_SHARE * missing.size)))
+        active = np.union1d(active, worst_first[:take])
     sol.status, sol.dW, sol.db = Status.ERROR, None, None
     sol.message = f"preserve rows still violated after {MAX_PRESERVE_ROUNDS} rounds"
     return sol

@@ -117,11 +117,16 @@ def objective_value(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> float
 
 
 def points_fixed(net: Network, dW: np.ndarray, db: list[np.ndarray], tol: float = 1e-7) -> np.ndarray:
-    """(N,) bool: the points whose margin and pattern rows hold (within ``tol``) at (dW, db), computed exactly
-    (every row of every point in one pass of matrix products)."""
+    """(N,) bool: the points whose margin and pattern rows hold (within ``tol``) at (dW, db)."""
+    return point_violations(net, dW, db) <= tol
+
+
+def point_violations(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> np.ndarray:
+    """(N,) the largest amount by which any margin or pattern row of each point misses at (dW, db) (0 when all
+    hold), computed exactly: every row of every point in one pass of matrix products."""
     spec = net.spec
     u = spec.inputs @ dW.T + db[0]
-    ok = np.ones(spec.inputs.shape[0], dtype=bool)
+    worst = np.zeros(spec.inputs.shape[0])
     if net.n_layers == 1:
         v = np.zeros((u.shape[0], spec.weights[0].shape[0]))
         v[:, net.rows] = u
@@ -132,6 +137,7 @@ def points_fixed(net: Network, dW: np.ndarray, db: list[np.ndarray], tol: float 
         dz = [full] + propagate(net, u, db)
         for l in range(net.n_layers - 1):
             plo, phi = pattern_change_bounds(net.z0[l], net.active[l], spec.pattern_eps)
-            ok &= ((dz[l] >= plo - tol) & (dz[l] <= phi + tol)).all(1)
+            miss = np.maximum(np.where(np.isfinite(plo), plo - dz[l], 0.0), np.where(np.isfinite(phi), dz[l] - phi, 0.0))
+            worst = np.maximum(worst, miss.max(1, initial=0.0))
     y = net.z0[-1] + dz[-1]
-    return ok & (margins(y, spec.targets) >= spec.point_margins() - tol)
+    return np.maximum(worst, spec.point_margins() - margins(y, spec.targets))

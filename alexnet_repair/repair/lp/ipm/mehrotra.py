@@ -70,13 +70,16 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
 # Over 60 lines: Mehrotra's predictor-corrector iteration, whose iterates are shared by its inner steps.
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
-              refine: int = 10, correctors: int = 3, infeasible=None) -> IPMResult:
+              refine: int = 10, correctors: int = 3, infeasible=None, reg_primal: float = 1e-8) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
     ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
     ``accept_below``; the first accepted iterate is returned (converged=True).
     ``refine``: CG steps after the first solve of every normal-equations system (see normal_solve);
     up to ``correctors`` Gondzio centrality correctors per iteration (they reuse the factor).
+    ``reg_primal`` caps every theta (a proximal term): weightless interior columns (preserve points' output
+    changes) otherwise drive theta past 1e12 and the normal equations lose all accuracy near the optimum;
+    the point is certified independently anyway, so the slightly perturbed Newton steps cost nothing in rigour.
     ``infeasible(y) -> bool`` is asked from iteration 5 on while the primal residual stays above 1e-6: True
     (the caller proved infeasibility from y, a Farkas ray) ends the run with message "infeasible".
     """
@@ -128,7 +131,7 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
             break
         mu = (x @ z + w[bnd] @ s[bnd]) / (n + nb)
         inv_theta = z / x + np.where(bnd, s / w, 0.0)
-        theta = 1.0 / inv_theta
+        theta = 1.0 / (inv_theta + reg_primal)  # primal regularisation: theta <= 1/reg_primal
         op.factor(theta)
 
         def newton(r_xz, r_ws, linear=True):

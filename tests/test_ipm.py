@@ -1,0 +1,115 @@
+"""The certified structured IPM (repair/lp/ipm): it solves the exact LP (weight l-inf coupling included), its
+certificates reject what they must, its Farkas certificate proves infeasibility, and its structured normal
+equations equal the dense matrix in every mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from alexnet_repair.repair.lp import solve_repair_lp
+from alexnet_repair.repair.lp.ipm.certified import certify, farkas, initial_margin_rows
+from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
+from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
+from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
+from alexnet_repair.repair.lp.network import original_network, output_changes
+from alexnet_repair.repair.lp.synthetic import make_instance
+from alexnet_repair.solvers import Status
+
+
+def weight_linf_instance(n=12, dims=(64, 10), shrink=0.05, **kw):
+    """Small features and correspondingly large weights: the weight changes, not the logit changes, set the
+    l-inf term (the case the IPM's old relaxation could never certify)."""
+    spec = make_instance(n, dims, seed=4, param_bound=50.0, **kw)
+    spec.inputs = spec.inputs * shrink
+    spec.weights[0] = spec.weights[0] / shrink
+    return spec
+
+
+@pytest.mark.parametrize("dims, rows", [((64, 10), None), ((48, 24, 10), 12)])
+def test_ipm_certifies_when_the_weight_linf_binds(dims, rows):
+    spec = weight_linf_instance(dims=dims, n_rows=rows)
+    ref = solve_repair_lp(spec, formulation="straightforward")
+    sol = solve_repair_lp(spec, formulation="ipm")
+    assert sol.formulation == "ipm", sol.message          # certified by the IPM, no column-generation detour
+    assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
+    out = np.abs(output_changes(original_network(spec), sol.dW, sol.db)).max()
+    w_inf = max(np.abs(sol.dW).max(), max(np.abs(b).max() for b in sol.db))
+    assert w_inf >= max(out, w_inf) * (1 - 1e-6)           # the parameter changes set the l-inf term here
+
+
+def test_certificate_rejects_a_perturbed_point():
+    spec = make_instance(10, (64, 10), seed=1, param_bound=10.0)
+    net = original_network(spec)
+    lp = build_ipm_lp(spec, net, initial_margin_rows(spec, net))
+    res = solve_ipm(lp.op, lp.c, lp.b, lp.ub)
+    good = certify(spec, net, lp, res.x, res.y)
+    assert good.ok
+    x = res.x.copy()
+    x[: lp.op.n_w // 2] *= 0.9                              # shrink every positive weight change by 10%
+    bad = certify(spec, net, lp, x, res.y)
+    assert not bad.ok and (not bad.feasible or bad.gap > 1e-7)
+    y = res.y * 1.01                                          # duals off: the lower bound drops
+    assert certify(spec, net, lp, res.x, y).lower < good.lower
+
+
+@pytest.mark.parametrize("kw", [dict(n_points=4, dims=(256, 10), param_bound=1e-3),
+                                dict(n_points=6, dims=(40, 24, 10), n_rows=12, param_bound=1e-3, margin=20.0)])
+def test_farkas_certificate_proves_infeasibility(kw):
+    spec = make_instance(seed=0, **kw)
+    sol = solve_repair_lp(spec, formulation="ipm")
+    assert sol.status == Status.INFEASIBLE and sol.formulation == "ipm" and "Farkas" in sol.message
+    assert solve_repair_lp(spec, formulation="colgen").status == Status.INFEASIBLE   # the exact path agrees
+
+
+def test_farkas_rejects_multipliers_of_a_feasible_lp():
+    spec = make_instance(6, (64, 10), seed=2, param_bound=10.0)
+    net = original_network(spec)
+    lp = build_ipm_lp(spec, net)
+    rng = np.random.default_rng(0)
+    for _ in range(20):                                      # no y can prove a feasible LP infeasible
+        assert not farkas(lp, rng.standard_normal(lp.b.size) * 10 ** rng.uniform(-3, 3))
+
+
+def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0):
+    """A small BlockOperator of the repair LP's shape (D rows, margin-like O rows, E rows, optional Ew rows)."""
+    rng = np.random.default_rng(seed)
+    n_pts, d, n_r = 5, 4, 3
+    a = rng.standard_normal((n_pts, d))
+    n_d = n_pts * n_r
+    k = 0
+    vp, vm, ev = (np.arange(k + i * n_d, k + (i + 1) * n_d) for i in range(3))
+    k = 3 * n_d
+    ew = np.arange(k, k + n_r * d)
+    t_col = k + n_r * d
+    n_cols = t_col + 1
+    ar = np.arange(n_d)
+    rows_d = sp.csr_matrix((np.r_[np.ones(n_d), -np.ones(n_d)], (np.r_[ar, ar], np.r_[vp, vm])), shape=(n_d, n_cols))
+    mask = np.isin(np.arange(n_cols), np.r_[vp, vm])[None] & (rng.random((4, n_cols)) < 0.6)
+    rows_o = sp.csr_matrix(rng.standard_normal((4, n_cols)) * mask)
+    rows_e = sp.csr_matrix((np.r_[np.ones(3 * n_d), -np.ones(n_d)], (np.r_[ar, ar, ar, ar],
+                           np.r_[vp, vm, ev, np.full(n_d, t_col)])), shape=(n_d, n_cols))
+    parts, e_mask = [rows_d, rows_o, rows_e], [np.zeros(n_d + 4, bool), np.ones(n_d, bool)]
+    if weight_epigraph:
+        aw = np.arange(n_r * d)
+        parts.append(sp.csr_matrix((np.r_[np.ones(aw.size), -np.ones(aw.size)], (np.r_[aw, aw],
+                                   np.r_[ew, np.full(aw.size, t_col)])), shape=(aw.size, n_cols)))
+        e_mask.append(np.zeros(aw.size, bool))
+    ax = sp.vstack(parts).tocsc()
+    return BlockOperator(a, n_r, ax, t_col, np.concatenate(e_mask), mode=mode, reg=0.0,
+                         weight_epigraph=weight_epigraph), rng
+
+
+@pytest.mark.parametrize("mode", ["schur-o", "schur-d"])
+@pytest.mark.parametrize("weight_epigraph", [False, True])
+def test_block_operator_matches_the_dense_matrix(mode, weight_epigraph):
+    op, rng = dense_operator(weight_epigraph, mode)
+    dense = np.column_stack([op.matvec(e) for e in np.eye(op.n)])          # A, column by column
+    y = rng.standard_normal(dense.shape[0])
+    assert np.allclose(op.rmatvec(y), dense.T @ y)
+    theta = rng.random(op.n) + 0.1
+    op.factor(theta)
+    normal = dense @ np.diag(theta) @ dense.T
+    r = rng.standard_normal(dense.shape[0])
+    assert np.allclose(normal @ op.solve(r), r, atol=1e-9)
