@@ -21,6 +21,7 @@ from alexnet_repair.errors import SolverError
 log = logging.getLogger(__name__)
 
 BACKENDS = ("highs", "gurobi")
+BASIS_LOWER, BASIS_BASIC, BASIS_UPPER, BASIS_ZERO = 0, 1, 2, 3  # simplex basis status codes (HiGHS's)
 ALGORITHMS = ("auto", "simplex", "primal", "ipm", "ipm-nocrossover", "pdlp")
 
 
@@ -54,6 +55,9 @@ class Problem:
     integrality: np.ndarray | None = None
     obj_offset: float = 0.0
     name: str = "problem"
+    # optional simplex start (HiGHS; others ignore it): (column status (n,), row status (m,)) as int8 codes
+    # BASIS_LOWER / BASIS_BASIC / BASIS_UPPER / BASIS_ZERO, e.g. a previous result's ``basis`` extended
+    start_basis: tuple[np.ndarray, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         for attr in ("c", "row_lo", "row_hi", "col_lo", "col_hi"):
@@ -177,6 +181,7 @@ class SolveResult:
     message: str = ""
     duals: np.ndarray | None = None
     algorithm: str = "auto"
+    basis: tuple[np.ndarray, np.ndarray] | None = None  # (column status, row status) of an optimal LP (HiGHS)
 
     @property
     def has_solution(self) -> bool:

@@ -132,6 +132,13 @@ def _pass_model(h, highspy, problem: pb.Problem) -> None:
         A.indptr.astype(np.int32, copy=False), A.indices.astype(np.int32, copy=False),
         A.data, integrality)
     _check(status, f"the model {problem.name!r}")
+    if problem.start_basis is not None and not problem.is_mip:
+        basis = highspy.HighsBasis()
+        basis.col_status = [highspy.HighsBasisStatus(int(s)) for s in problem.start_basis[0]]
+        basis.row_status = [highspy.HighsBasisStatus(int(s)) for s in problem.start_basis[1]]
+        basis.valid = True
+        if h.setBasis(basis) == highspy.HighsStatus.kError:  # a start that does not fit: solve cold
+            log.debug("highs: start basis of %s rejected", problem.name)
 
 
 class Session(pb.Session):
@@ -201,7 +208,7 @@ class Session(pb.Session):
                               "rerun with verbose output to see HiGHS's log")
         status, note = _MODEL_STATUS.get(model_status.name, (pb.Status.ERROR, ""))
         info = h.getInfo()
-        x = objective = duals = None
+        x = objective = duals = basis = None
         if status in _WITH_INCUMBENT and info.primal_solution_status == _FEASIBLE:
             solution = h.getSolution()
             x = np.asarray(solution.col_value, dtype=np.float64)
@@ -209,6 +216,12 @@ class Session(pb.Session):
             if (status is pb.Status.OPTIMAL and not self._is_mip
                     and info.dual_solution_status == _FEASIBLE):
                 duals = np.asarray(solution.row_dual, dtype=np.float64)
+                basis = h.getBasis()
+                if basis.valid:
+                    basis = (np.array([int(s) for s in basis.col_status], dtype=np.int8),
+                             np.array([int(s) for s in basis.row_status], dtype=np.int8))
+                else:
+                    basis = None
         iterations = {
             "simplex": max(int(info.simplex_iteration_count), 0),
             "ipm": max(int(info.ipm_iteration_count), 0),
@@ -226,7 +239,7 @@ class Session(pb.Session):
             status=status, objective=objective, x=x, runtime=runtime, iterations=iterations,
             backend="highs", backend_version=version(), n_vars=self._sizes[0],
             n_rows=self._sizes[1], nnz=self._sizes[2], mip_gap=mip_gap, mip_bound=mip_bound,
-            message=message, duals=duals, algorithm=self._algorithm)
+            message=message, duals=duals, algorithm=self._algorithm, basis=basis)
 
     def close(self) -> None:
         if self._h is not None:

@@ -46,11 +46,11 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     deadline = None if options.time_limit is None else time.perf_counter() + options.time_limit
     check_net = original_network(spec.preserve_only())
     active = np.flatnonzero(~points_fixed(check_net, *_zero_change(spec)))  # rows the base model already misses
-    spent = [0.0, 0.0, 0, {}]
+    spent, near = [0.0, 0.0, 0, {}], None
     for round_ in range(MAX_PRESERVE_ROUNDS):
         if deadline is not None:
             options = replace(options, time_limit=max(deadline - time.perf_counter(), 1e-3))
-        sol = solve_points(spec.with_preserve_points(active), solver, options, formulation)
+        sol = solve_points(spec.with_preserve_points(active), solver, options, formulation, near)
         spent = [spent[0] + sol.build_time, spent[1] + sol.solve_time, spent[2] + sol.n_solves,
                  {k: spent[3].get(k, 0) + v for k, v in sol.iterations.items()}]
         sol.build_time, sol.solve_time, sol.n_solves, sol.iterations = spent
@@ -66,6 +66,7 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
                  spec.n_preserve, missing.size)
         if not missing.size:
             return sol
+        near = (sol.dW, sol.db)  # the next LP's likely binding rows are the ones binding or violated here
         worst_first = missing[np.argsort(-miss[missing], kind="stable")]
         take = max(PRESERVE_BATCH, int(np.ceil(PRESERVE_SHARE * missing.size)))
         active = np.union1d(active, worst_first[:take])
@@ -81,7 +82,7 @@ def _zero_change(spec: LPSpec):
 
 
 def solve_points(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None,
-                 formulation: str = "auto") -> LPSolution:
+                 formulation: str = "auto", near=None) -> LPSolution:
     """Solve the repair LP over the points of ``spec``; the returned dW/db satisfy every row of that LP.
 
     formulation: ``straightforward`` (reference, slow at scale), ``colgen`` (column generation over dW with
@@ -96,7 +97,7 @@ def solve_points(spec: LPSpec, solver: str = "auto", options: SolveOptions | Non
         return solve_straightforward(spec, net, solver, options)
     if formulation in ("ipm", "auto") and ipm_applicable(spec):
         try:
-            return solve_certified(spec, net, solver=solver, options=options)
+            return solve_certified(spec, net, solver=solver, options=options, near=near)
         except np.linalg.LinAlgError as err:  # a numerically singular normal system: the exact path still works
             log.warning("structured IPM failed (%s): falling back to column generation", err)
     if formulation == "ipm":

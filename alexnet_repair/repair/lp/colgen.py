@@ -31,12 +31,33 @@ from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.colgen_master import Master, split_solution
 from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, objective_terms
 from alexnet_repair.solvers import Problem, SolveOptions, Status, choose_backend, solve
+from alexnet_repair.solvers.base import BASIS_BASIC, BASIS_LOWER
 
 log = logging.getLogger(__name__)
 
 RC_TOL = 1e-9  # a column prices out when its reduced cost < -RC_TOL * (cost scale)
 ROW_TOL = 1e-9  # a lazy row is violated when off by more than this
 SLACK_TOL = 1e-9  # phase 1 calls the restricted master feasible at this total slack
+
+
+def _warm_start(master: Master, prev, e: int, n_epi: int):
+    """The previous master's optimal basis, extended to this master: new dW and slack columns nonbasic at their
+    lower bound, new rows (lazy pattern and |dW| <= t rows) basic. ``prev`` = (basis, e, n_lazy, n_epi) or None."""
+    if prev is None or prev[0] is None:
+        return None
+    (cols, rows), e0, lazy0, epi0 = prev
+    nf, lazy, nrf = master.n_fixed, master.n_lazy, master.A_fixed.shape[0]
+    low, basic = np.int8(BASIS_LOWER), np.int8(BASIS_BASIC)
+
+    def grow(block, new_size):
+        return np.r_[block, np.full(new_size - block.size, low)]
+
+    col = np.concatenate([cols[:nf], grow(cols[nf:nf + e0], e), grow(cols[nf + e0:nf + 2 * e0], e),
+                          grow(cols[nf + 2 * e0:nf + 2 * e0 + lazy0], lazy),
+                          grow(cols[nf + 2 * e0 + lazy0:nf + 2 * e0 + 2 * lazy0], lazy)])
+    row = np.concatenate([rows[:nrf], rows[nrf:nrf + lazy0], np.full(lazy - lazy0, basic),
+                          rows[nrf + lazy0:nrf + lazy0 + epi0], np.full(n_epi - epi0, basic)])
+    return col, row
 
 
 def _resolve_backend(solver: str, n_vars: int, n_rows: int) -> str:
@@ -70,6 +91,7 @@ def solve_colgen(spec: LPSpec, net: nw.Network, solver: str = "auto", options: S
     sol = LPSolution(Status.ERROR, None, None, None, None, build_time, 0.0, "colgen", 0, 0, 0)
     phase1, strict = True, False  # strict: phase 1 prices until no column helps, however small the slack
     rows_since_phase1 = phase1_rounds = 0
+    prev = None  # (basis, |E|, lazy rows, |dW| <= t rows, phase) of the last optimal master: the next starts there
     while True:
         remaining = None if deadline is None else deadline - time.perf_counter()
         if remaining is not None and remaining <= 0:
@@ -77,8 +99,12 @@ def solve_colgen(spec: LPSpec, net: nw.Network, solver: str = "auto", options: S
             break
         tb = time.perf_counter()
         prob = master.problem(r_sel, j_sel, epi, phase1)
+        if prev is not None and prev[4] == phase1:  # warm within a phase (a phase switch changes every cost)
+            prob.start_basis = _warm_start(master, prev[:4], r_sel.size, epi.size)
         sol.build_time += time.perf_counter() - tb
         opts = SolveOptions(**{**vars(options), "time_limit": remaining})
+        if prob.start_basis is not None and opts.algorithm == "auto" and r_sel.size - prev[1] > prob.n_rows:
+            opts.algorithm = "primal"  # many new columns, each pricing out: primal simplex (measured; dual otherwise)
         res = solve(prob, solver=solver, options=opts)
         sol.solve, sol.n_solves = res, sol.n_solves + 1
         sol.solve_time += res.runtime
@@ -101,6 +127,7 @@ def solve_colgen(spec: LPSpec, net: nw.Network, solver: str = "auto", options: S
             break
         x, y = res.x, res.duals
         e = r_sel.size
+        prev = (res.basis, e, master.n_lazy, epi.size, phase1)
         dw, db, u, t = split_solution(master, x, e)
         slack = master.slack(x, e)
         pt = time.perf_counter()

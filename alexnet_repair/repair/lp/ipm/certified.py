@@ -138,23 +138,26 @@ def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
     return x
 
 
-def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS) -> np.ndarray:
+def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS, near=None) -> np.ndarray:
     """Margin rows the first IPM round includes: all of them while they are few (ALL_ROWS), else per point
-    the ``per_point`` most binding ones and every one the original network violates."""
+    the ``per_point`` most binding ones and every one violated, judged at ``near`` = (dW, db) (a nearby
+    solution, e.g. the previous round's of the preserve loop) or else at the original network."""
     n, n_cls = net.z0[-1].shape
     if n * (n_cls - 1) <= ALL_ROWS:
         return np.arange(n * (n_cls - 1))
-    need = -margin_slacks(spec, net.z0[-1]).reshape(n, n_cls - 1)  # > 0: the row needs a change
+    y = net.z0[-1] if near is None else net.z0[-1] + output_changes(net, *near)
+    need = -margin_slacks(spec, y).reshape(n, n_cls - 1)  # > 0: the row needs a change
     rank = np.argsort(np.argsort(-need, axis=1), axis=1)
     return np.flatnonzero(((rank < per_point) | (need >= 0)).ravel())
 
 
-def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None) -> LPSolution:
-    """IPM + certificate, with lazy margin rows; falls back to exact column generation when
-    no certificate is reached."""
+def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None,
+                    near=None) -> LPSolution:
+    """IPM + certificate, with lazy margin rows (chosen at ``near``, see initial_margin_rows); falls back to
+    exact column generation when no certificate is reached."""
     t0 = time.perf_counter()
     deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
-    keep = initial_margin_rows(spec, net)
+    keep = initial_margin_rows(spec, net, near=near)
     build = ipm_time = 0.0
     iters = {"ipm": 0}
     cert = None
