@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_PRESERVE_ROUNDS = 30  # lazy preserve rounds at most (each adds every preserve image with a violated row)
 PRESERVE_BATCH = 100  # preserve images added per round: the most violated first, this many or PRESERVE_SHARE of
-PRESERVE_SHARE = 0.5  # the violated ones, whichever is more (adding all at once makes the LP far larger than needed)
+PRESERVE_SHARE = 0.0  # the violated ones, whichever is more (adding all at once makes the LP far larger than needed)
 PRESERVE_TOL = 1e-7  # a preserve row is violated when it misses by more (HiGHS's primal feasibility tolerance)
 
 __all__ = ["FORMULATIONS", "OBJECTIVES", "LPSolution", "LPSpec", "solve_repair_lp"]

@@ -28,6 +28,7 @@ def _features(rng, n, protos, separation):
     return np.maximum(z, 0.0) * 1.5, labels
 
 
+# Over 60 lines: one generator (network, fitted last layer, misclassified points, preserve points) in order.
 def make_instance(
     n_points: int,
     dims: tuple[int, ...] = (4096, 10),

@@ -151,6 +151,7 @@ def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROW
     return np.flatnonzero(((rank < per_point) | (need >= 0)).ravel())
 
 
+# Over 60 lines: the IPM rounds share their row set, timing and certificate state; outcomes are returned inline.
 def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None,
                     near=None) -> LPSolution:
     """IPM + certificate, with lazy margin rows (chosen at ``near``, see initial_margin_rows); falls back to
