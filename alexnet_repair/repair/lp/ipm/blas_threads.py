@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
@@ -56,3 +57,17 @@ def blas_threads(n: int | None):
     finally:
         for (_, set_), k in zip(libs, old):
             set_(k)
+
+
+def idle_cores() -> int:
+    """Cores not busy with other work right now (the 1-minute load average, less one unit for this process's own
+    work, subtracted), at least 1.
+
+    The IPM runs its BLAS with this many threads unless told otherwise: all cores on an idle machine, one on a
+    loaded one (where OpenBLAS's spinning threads would slow it down, see the module doc)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        return 1
+    return max(1, min(cores, int(cores - busy + 1.5)))  # +1: our own work is part of the load

@@ -28,7 +28,7 @@ import numpy as np
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.colgen import solve_colgen
-from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads
+from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, idle_cores
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.formulation import TIGHTEN, IpmLP, build_ipm_lp
 from alexnet_repair.repair.lp.network import objective_value, output_changes
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
-IPM_THREADS = 1  # BLAS threads of the IPM unless SolveOptions.threads says otherwise (see blas_threads.py)
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
 INIT_ROWS = 3  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
 NEAR_ROWS = 0.05  # after a round, rows with slack < NEAR_ROWS * margin join the next round
@@ -174,7 +173,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             # stop when certified, when rows are missing, or when only primal accuracy is missing (polish)
             return c.ok or (merit < 1e-6 and (missing.size > 0 or c.gap <= GAP_TOL / 2))
 
-        with blas_threads((options.threads if options else None) or IPM_THREADS):
+        with blas_threads((options.threads if options else None) or idle_cores()):
             res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept,
                             infeasible=lambda y: farkas(lp, y))
         if res.message == "infeasible":
@@ -190,7 +189,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         iters["ipm"] += res.iterations
         cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
         if not cert.ok and cert.gap <= GAP_TOL and res.x is not None:  # only primal accuracy is missing
-            with blas_threads((options.threads if options else None) or IPM_THREADS):
+            with blas_threads((options.threads if options else None) or idle_cores()):
                 x = polish(lp, res)
             polished = certify(spec, net, lp, x, res.y)
             log.info("ipm: polished the primal point: min margin slack %.2e -> %.2e", cert.slack.min(),
