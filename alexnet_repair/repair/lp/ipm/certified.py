@@ -139,7 +139,8 @@ def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
 
 def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS, near=None) -> np.ndarray:
     """Margin rows the first IPM round includes: all of them while they are few (ALL_ROWS), else per point
-    the ``per_point`` most binding ones and every one violated, judged at ``near`` = (dW, db) (a nearby
+    the ``per_point`` most binding ones and every one violated or within NEAR_ROWS * margin, judged at
+    ``near`` = (dW, db) (a nearby
     solution, e.g. the previous round's of the preserve loop) or else at the original network."""
     n, n_cls = net.z0[-1].shape
     if n * (n_cls - 1) <= ALL_ROWS:
@@ -147,7 +148,7 @@ def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROW
     y = net.z0[-1] if near is None else net.z0[-1] + output_changes(net, *near)
     need = -margin_slacks(spec, y).reshape(n, n_cls - 1)  # > 0: the row needs a change
     rank = np.argsort(np.argsort(-need, axis=1), axis=1)
-    return np.flatnonzero(((rank < per_point) | (need >= 0)).ravel())
+    return np.flatnonzero(((rank < per_point) | (need >= -NEAR_ROWS * spec.margin)).ravel())
 
 
 # Over 60 lines: the IPM rounds share their row set, timing and certificate state; outcomes are returned inline.

@@ -123,7 +123,7 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         if infeasible is not None and it >= 5 and p_res > 1e-6 and infeasible(y):
             msg = "infeasible"
             break
-        if not np.isfinite(pobj + dobj) or abs(pobj) > 1e30 or (it >= 30 and p_res > 1e-3):
+        if not np.isfinite(pobj + dobj) or abs(pobj) > 1e30 or (it >= 50 and p_res > 1e-3):
             msg = "no progress (infeasible?)"
             break
         if deadline is not None and time.perf_counter() > deadline:
