@@ -140,8 +140,7 @@ def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
 def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS, near=None) -> np.ndarray:
     """Margin rows the first IPM round includes: all of them while they are few (ALL_ROWS), else per point
     the ``per_point`` most binding ones and every one violated or within NEAR_ROWS * margin, judged at
-    ``near`` = (dW, db) (a nearby
-    solution, e.g. the previous round's of the preserve loop) or else at the original network."""
+    ``near`` = (dW, db) (a nearby solution, e.g. the preserve loop's previous one) or at the original network."""
     n, n_cls = net.z0[-1].shape
     if n * (n_cls - 1) <= ALL_ROWS:
         return np.arange(n * (n_cls - 1))
