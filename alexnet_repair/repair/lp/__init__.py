@@ -22,7 +22,6 @@ from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
 
-MAX_PRESERVE_ROUNDS = 30  # lazy preserve rounds at most (each adds every preserve image with a violated row)
 PRESERVE_BATCH = 100  # preserve images added per round: the most violated first, this many or PRESERVE_SHARE of
 PRESERVE_SHARE = 0.0  # the violated ones, whichever is more (adding all at once makes the LP far larger than needed)
 COLGEN_POINTS = 20  # auto: a hidden layer with this few points goes to column generation (measured: penultimate
@@ -49,7 +48,7 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     check_net = original_network(spec.preserve_only())
     active = np.flatnonzero(~points_fixed(check_net, *_zero_change(spec)))  # rows the base model already misses
     spent, near = [0.0, 0.0, 0, {}], None
-    for round_ in range(MAX_PRESERVE_ROUNDS):
+    for round_ in range(spec.n_preserve + 1):  # each round takes in at least one more image: this always ends
         if deadline is not None:
             options = replace(options, time_limit=max(deadline - time.perf_counter(), 1e-3))
         sol = solve_points(spec.with_preserve_points(active), solver, options, formulation, near)
@@ -72,9 +71,7 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
         worst_first = missing[np.argsort(-miss[missing], kind="stable")]
         take = max(PRESERVE_BATCH, int(np.ceil(PRESERVE_SHARE * missing.size)))
         active = np.union1d(active, worst_first[:take])
-    sol.status, sol.dW, sol.db = Status.ERROR, None, None
-    sol.message = f"preserve rows still violated after {MAX_PRESERVE_ROUNDS} rounds"
-    return sol
+    raise AssertionError("unreachable: every round takes in a preserve image")
 
 
 def _zero_change(spec: LPSpec):

@@ -149,13 +149,12 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
     return problem, decode, z
 
 
-def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None,
-                     max_rounds: int = 30) -> MaxFixedSolution:
+def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None) -> MaxFixedSolution:
     """Solve the MILP: the largest set of edit points a repair within the bound can fix while every preserve row
     holds (time limit: best incumbent). Preserve images enter lazily, as in lp.solve_repair_lp."""
     check_net = nw.original_network(spec.preserve_only()) if spec.n_preserve else None
     active = np.zeros(0, dtype=np.int64)
-    for _ in range(max_rounds):
+    for _ in range(spec.n_preserve + 1):  # each round takes in at least one more preserve image
         work = spec.with_preserve_points(active) if spec.n_preserve else spec
         out, dW, db = _solve_milp(work, solver, options)
         if check_net is None or dW is None:
