@@ -21,9 +21,3 @@ class CheckpointError(AlexRepairError):
 
 class SolverError(AlexRepairError):
     """A solver backend is missing, unlicensed or failed in a way the user can act on."""
-
-
-class RepairFailed(AlexRepairError):
-    """No verified repair: infeasible, time limit, or the saved model failed verification."""
-
-    exit_code = 1

@@ -8,6 +8,7 @@ saved), ``methods/`` and ``lp/`` (the LP itself, no torch).
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -58,6 +59,7 @@ def run_method(model, editset, config: RepairConfig, args=None, device="cpu") ->
     config.validate()
     dataset = getattr(args, "dataset", None) or (editset.dataset or "cifar10").removesuffix("-folder")
 
+    @functools.cache  # the preserve set and fine-tuning's replay may both read the train split: load it once
     def split(name: str):
         return load_split(dataset, name, getattr(args, "data_dir", "data"),
                           download=not getattr(args, "no_download", False))

@@ -39,8 +39,6 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     activation pattern) at the solution in one pass of matrix products, add the images with a violated row,
     re-solve. The returned point meets every row of the full LP, so it is the full LP's optimum.
     """
-    if formulation not in FORMULATIONS:
-        raise UsageError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
     if not spec.n_preserve:
         return solve_points(spec, solver, options, formulation)
     options = options or SolveOptions()
@@ -86,7 +84,9 @@ def solve_points(spec: LPSpec, solver: str = "auto", options: SolveOptions | Non
 
     formulation: ``straightforward`` (reference, slow at scale), ``colgen`` (column generation over dW with
     lazy rows), ``ipm`` (the certified structured IPM where it applies, else colgen) and ``auto`` = ipm with
-    colgen as the exact fallback when the IPM's point is not certified. All give the same optimum.
+    colgen as the exact fallback when the IPM's point is not certified (colgen first for a hidden layer with at
+    most COLGEN_POINTS points). All give the same optimum. ``near`` = (dW, db) of a nearby solution: the IPM
+    starts with the margin rows binding there.
     """
     if formulation not in FORMULATIONS:
         raise UsageError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")

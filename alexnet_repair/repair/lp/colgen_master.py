@@ -60,8 +60,7 @@ class Master:
             aff = lr.affine_rows(net, L - 1, pts, units, vu, vdb, vc.n)
             eye = sp.csr_matrix((np.ones(pts.size), (np.arange(pts.size), vv.ravel())), shape=aff.shape)
             rows_v.append(eye - aff); lo_v.append(np.zeros(pts.size)); hi_v.append(np.zeros(pts.size))
-        m_a, m_lo, self.margin_point = lr.margin_rows(vv, None, spec.targets, net.z0[-1],
-                                                          spec.point_margins(), vc.n)
+        m_a, m_lo, _ = lr.margin_rows(vv, None, spec.targets, net.z0[-1], spec.point_margins(), vc.n)
         rows_v.append(m_a); lo_v.append(m_lo); hi_v.append(np.full(m_lo.size, np.inf))
         a_real = (sp.vstack(rows_v).tocsr() @ T).tocsr()
         n_before_marg = a_real.shape[0] - n_marg
@@ -101,7 +100,6 @@ class Master:
         if terms.w_inf:
             self.c[self.t] = terms.w_inf * cscale
         self.dbp, self.dbm, self.u, self.vu, self.vdb, self.vn = dbp, dbm, u, vu, vdb, vc.n
-        self.blocks_v = [vp] + ([vm] if split_v else [])
         self.inputs_t = sp.csr_matrix(spec.inputs.T)
         self.lazy_rows: list[sp.csr_matrix] = []  # rows over the fixed columns (pattern rows)
         self.lazy_lo: list[np.ndarray] = []

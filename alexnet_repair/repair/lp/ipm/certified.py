@@ -92,7 +92,7 @@ def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarr
         lo, hi = nw.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
         feasible &= bool(((u >= lo - FEAS_TOL) & (u <= hi + FEAS_TOL)).all())
     rc = lp.c - lp.op.rmatvec(y)
-    up = lp.implied_upper(ub_val * lp.cscale)
+    up = lp.column_upper(ub_val * lp.cscale)
     lb_s = lp.b_exact @ y + np.sum(np.minimum(rc, 0.0) * up) - TIGHTEN * np.sum(np.maximum(rc[lp.u_cols], 0.0))
     return Certificate(dW, db, ub_val, float(lb_s) / lp.cscale, feasible, slack)
 
@@ -101,12 +101,13 @@ def farkas(lp: IpmLP, y: np.ndarray) -> bool:
     """Whether the row multipliers y prove the exact LP infeasible (a Farkas certificate, float64, independent
     of the IPM): for every x in the column box, y @ (A x) <= sum_j max(g_j lo_j, g_j hi_j) with g = A^T y;
     if b_exact @ y exceeds that, no x in the box meets A x = b_exact. The box is the one every solution could be
-    brought into (feasible_upper), and the IPM's LP is a relaxation of the exact one (fewer margin rows, exact
-    pattern bounds through lo = -TIGHTEN on the shifted u columns), so its infeasibility is the exact LP's."""
+    brought into (column_upper without an objective bound), and the IPM's LP is a relaxation of the exact one
+    (fewer margin rows, exact pattern bounds through lo = -TIGHTEN on the shifted u columns), so its
+    infeasibility is the exact LP's."""
     g = lp.op.rmatvec(y)
     lo = np.zeros_like(g)
     lo[lp.u_cols] = -TIGHTEN
-    hi = lp.feasible_upper()
+    hi = lp.column_upper()
     if not np.isfinite(hi).all():
         return False
     reach = np.maximum(g * lo, g * hi)

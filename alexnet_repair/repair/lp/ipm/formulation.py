@@ -27,8 +27,7 @@ class IpmLP:
     b_exact: np.ndarray
     ub: np.ndarray
     decode: Callable  # x -> (dW (|R|, in_k), [db_0, ...])
-    implied_upper: Callable  # scaled objective bound -> finite upper bound of every column
-    feasible_upper: Callable  # () -> finite upper bounds every solution can be brought within (no objective)
+    column_upper: Callable  # (scaled objective bound, or None: rows alone) -> finite upper bound of every column
     u_cols: np.ndarray  # columns whose exact-LP lower bound is -TIGHTEN (shifted pattern bounds)
     cscale: float  # c = cscale * (the LP's objective)
 
@@ -147,13 +146,16 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
             db.append(np.clip(x[n_w + dbp] - x[n_w + dbm], -spec.bound, spec.bound))
         return w[:, :-1].copy(), db
 
-    def implied_upper(ub_s):
+    def column_upper(ub_s=None):
+        """A finite upper bound of every column that some optimal (ub_s: scaled objective <= ub_s) or, for
+        ub_s None, some feasible solution meets: |v| <= v_max, t <= the largest |change|, slacks <= what they
+        close."""
         up = upper.copy()
         xs = up[n_w:]
-        vmax = ub_s
+        vmax = np.inf if ub_s is None else ub_s
         if terms.w_inf:
-            xs[t] = ub_s / c[t]
-            vmax = min(vmax, xs[t])
+            xs[t] = max(float(v_max.max(initial=0.0)), spec.bound) if ub_s is None else ub_s / c[t]
+            vmax = min(vmax, xs[t]) if ub_s is not None else vmax
             xs[ev], xs[edb], xs[ew] = xs[t], xs[t], xs[t]
         v_cap = np.minimum(v_max, vmax)
         v_cap[n_edit:] = v_max[n_edit:]  # preserve points' v are not bounded by the objective
@@ -163,19 +165,6 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
             xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
         return up
 
-    def feasible_upper():
-        """Bounds from the rows alone: |v| <= v_max, t <= the largest |change|, slacks <= what they close."""
-        up = upper.copy()
-        xs = up[n_w:]
-        xs[vp], xs[vm] = v_max, v_max
-        xs[surplus] = np.maximum(2 * v_max.max(1)[m_pts] - b_exact[marg_rows], 0.0)
-        if terms.w_inf:
-            xs[t] = max(float(v_max.max(initial=0.0)), spec.bound)
-            xs[ev], xs[edb], xs[ew] = xs[t], xs[t], xs[t]
-        if L == 2:
-            xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
-        return up
-
-    return IpmLP(op, cost, b, b_exact, upper, decode, implied_upper, feasible_upper, u_cols, cscale)
+    return IpmLP(op, cost, b, b_exact, upper, decode, column_upper, u_cols, cscale)
 
 
