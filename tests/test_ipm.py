@@ -72,12 +72,18 @@ def test_farkas_rejects_multipliers_of_a_feasible_lp():
         assert not farkas(lp, rng.standard_normal(lp.b.size) * 10 ** rng.uniform(-3, 3))
 
 
-def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0):
-    """A small BlockOperator of the repair LP's shape (D rows, margin-like O rows, E rows, optional Ew rows)."""
+def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0, ragged: bool = False):
+    """A small BlockOperator of the repair LP's shape (D rows, margin-like O rows, E rows, optional Ew rows);
+    ragged: some points only in some blocks (as preserve points are), blocks of different sizes."""
     rng = np.random.default_rng(seed)
     n_pts, d, n_r = 5, 4, 3
     a = rng.standard_normal((n_pts, d))
-    n_d = n_pts * n_r
+    member = np.ones((n_pts, n_r), bool)
+    if ragged:
+        member[2:] = rng.random((n_pts - 2, n_r)) < 0.5
+        member[4, 1] = False
+    d_pairs = np.nonzero(member)
+    n_d = d_pairs[0].size
     k = 0
     vp, vm, ev = (np.arange(k + i * n_d, k + (i + 1) * n_d) for i in range(3))
     k = 3 * n_d
@@ -98,13 +104,15 @@ def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0):
         e_mask.append(np.zeros(aw.size, bool))
     ax = sp.vstack(parts).tocsc()
     return BlockOperator(a, n_r, ax, t_col, np.concatenate(e_mask), mode=mode, reg=0.0,
-                         weight_epigraph=weight_epigraph), rng
+                         weight_epigraph=weight_epigraph, d_pairs=d_pairs if ragged else None), rng
 
 
+@pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("mode", ["schur-o", "schur-d"])
 @pytest.mark.parametrize("weight_epigraph", [False, True])
-def test_block_operator_matches_the_dense_matrix(mode, weight_epigraph):
-    op, rng = dense_operator(weight_epigraph, mode)
+def test_block_operator_matches_the_dense_matrix(mode, weight_epigraph, ragged):
+    op, rng = dense_operator(weight_epigraph, mode, ragged=ragged)
+    assert op.full != ragged
     dense = np.column_stack([op.matvec(e) for e in np.eye(op.n)])          # A, column by column
     y = rng.standard_normal(dense.shape[0])
     assert np.allclose(op.rmatvec(y), dense.T @ y)

@@ -43,9 +43,19 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
         return solve_points(spec, solver, options, formulation)
     options = options or SolveOptions()
     deadline = None if options.time_limit is None else time.perf_counter() + options.time_limit
+    spent, near = [0.0, 0.0, 0, {}], None
+    if formulation in ("ipm", "auto") and len(spec.weights) == 1:  # the IPM takes preserve rows one by one
+        full = spec.with_preserve_points(np.arange(spec.n_preserve))
+        if ipm_applicable(full):
+            sol = _ipm_or_none(full, solver, options)
+            if sol.status != Status.ERROR:
+                return sol
+            log.info("%s: solving the preserve rounds by column generation", sol.message)
+            spent, formulation = [sol.build_time, sol.solve_time, sol.n_solves, sol.iterations], "colgen"
+            if deadline is not None:
+                options = replace(options, time_limit=max(deadline - time.perf_counter(), 1e-3))
     check_net = original_network(spec.preserve_only())
     active = np.flatnonzero(~points_fixed(check_net, *_zero_change(spec)))  # rows the base model already misses
-    spent, near = [0.0, 0.0, 0, {}], None
     for round_ in range(spec.n_preserve + 1):  # each round takes in at least one more image: this always ends
         if deadline is not None:
             options = replace(options, time_limit=max(deadline - time.perf_counter(), 1e-3))
@@ -70,6 +80,14 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
         take = max(PRESERVE_BATCH, int(np.ceil(PRESERVE_SHARE * missing.size)))
         active = np.union1d(active, worst_first[:take])
     raise AssertionError("unreachable: every round takes in a preserve image")
+
+
+def _ipm_or_none(spec: LPSpec, solver: str, options: SolveOptions) -> LPSolution:
+    """The certified IPM over every point of ``spec``, status ERROR where it gives no certificate."""
+    try:
+        return solve_certified(spec, original_network(spec), solver=solver, options=options, fallback=False)
+    except np.linalg.LinAlgError as err:
+        return LPSolution(Status.ERROR, None, None, None, None, 0.0, 0.0, "ipm", 0, 0, 0, message=f"ipm: {err}")
 
 
 def _zero_change(spec: LPSpec):

@@ -20,6 +20,7 @@ in float64, independent of the IPM:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -42,8 +43,13 @@ FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
 INIT_ROWS = 3  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
-NEAR_ROWS = 0.05  # after a round, rows with slack < NEAR_ROWS * margin join the next round
+NEAR_ROWS = 0.05  # after a round, edit points' rows with slack < NEAR_ROWS * margin join the next round
+NEAR_PRESERVE = 0.05  # preserve points' rows join when their slack < NEAR_PRESERVE * margin (violated)
+PRESERVE_PER_ROUND = 1  # rows of one preserve point that join per round (its most violated ones)
+DROP_PRESERVE = 0.25  # and leave again while their slack > DROP_PRESERVE * margin (not binding: the optimum stays)
+DROP_ROUNDS = 4  # rows leave only after the first DROP_ROUNDS rounds; after that rows only join, so the loop ends
 MAX_ROUNDS = 6
+EARLY = 1e-4  # a round ends as soon as its iterate is this accurate and misses a row of the exact LP
 MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
 
 
@@ -54,7 +60,7 @@ def ipm_applicable(spec: LPSpec) -> bool:
         return False
     n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
     n_r = spec.weights[0].shape[0] if spec.rows is None else np.unique(spec.rows).size
-    n_o = n_pts * min(n_cls - 1, INIT_ROWS + 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
+    n_o = spec.n_edit_points * min(n_cls - 1, INIT_ROWS + 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
     return min(n_pts * n_r if len(spec.weights) == 1 else np.inf, n_o) <= MAX_DENSE
 
 
@@ -138,31 +144,57 @@ def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
     return x
 
 
+def near_levels(spec: LPSpec) -> np.ndarray:
+    """(N*(C-1),) the slack below which a margin row joins the IPM's LP (see NEAR_ROWS, NEAR_PRESERVE)."""
+    n, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
+    level = np.full(n, NEAR_PRESERVE * spec.margin)
+    level[: spec.n_edit_points] = NEAR_ROWS * spec.margin
+    return np.repeat(level, n_cls - 1)
+
+
+def _worst_per_point(spec: LPSpec, rows: np.ndarray, slack: np.ndarray) -> np.ndarray:
+    """``rows`` with, of each preserve point, only its PRESERVE_PER_ROUND least-slack ones."""
+    n_cls = spec.weights[-1].shape[0]
+    pts = rows // (n_cls - 1)
+    order = np.lexsort((slack[rows], pts))
+    rows, pts = rows[order], pts[order]
+    rank = np.arange(rows.size) - np.searchsorted(pts, pts)
+    return np.sort(rows[(pts < spec.n_edit_points) | (rank < PRESERVE_PER_ROUND)])
+
+
 def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS, near=None) -> np.ndarray:
-    """Margin rows the first IPM round includes: all of them while they are few (ALL_ROWS), else per point
-    the ``per_point`` most binding ones and every one violated or within NEAR_ROWS * margin, judged at
-    ``near`` = (dW, db) (a nearby solution, e.g. the preserve loop's previous one) or at the original network."""
+    """Margin rows the first IPM round includes: every one violated or within NEAR_ROWS * margin, judged at
+    ``near`` = (dW, db) (a nearby solution, e.g. the preserve loop's previous one) or at the original network;
+    and of the edit points all rows while they are few (ALL_ROWS), else the ``per_point`` most binding ones
+    per point. A preserve point's rows hold at the original network, so most of them never enter."""
     n, n_cls = net.z0[-1].shape
-    if n * (n_cls - 1) <= ALL_ROWS:
+    n_e = spec.n_edit_points
+    if n == n_e and n * (n_cls - 1) <= ALL_ROWS:
         return np.arange(n * (n_cls - 1))
     y = net.z0[-1] if near is None else net.z0[-1] + output_changes(net, *near)
     need = -margin_slacks(spec, y).reshape(n, n_cls - 1)  # > 0: the row needs a change
-    rank = np.argsort(np.argsort(-need, axis=1), axis=1)
-    return np.flatnonzero(((rank < per_point) | (need >= -NEAR_ROWS * spec.margin)).ravel())
+    take = need >= -near_levels(spec).reshape(n, n_cls - 1)
+    if n_e * (n_cls - 1) <= ALL_ROWS:
+        take[:n_e] = True
+    else:
+        take[:n_e] |= np.argsort(np.argsort(-need[:n_e], axis=1), axis=1) < per_point
+    return np.flatnonzero(take.ravel())
 
 
 # Over 60 lines: the IPM rounds share their row set, timing and certificate state; outcomes are returned inline.
 def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None,
-                    near=None) -> LPSolution:
-    """IPM + certificate, with lazy margin rows (chosen at ``near``, see initial_margin_rows); falls back to
-    exact column generation when no certificate is reached."""
+                    near=None, fallback: bool = True) -> LPSolution:
+    """IPM + certificate, with lazy margin rows (chosen at ``near``, see initial_margin_rows), preserve points'
+    rows included (they enter as they are found violated); falls back to exact column generation when no
+    certificate is reached (``fallback`` False: returns status ERROR instead)."""
     t0 = time.perf_counter()
     deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
     keep = initial_margin_rows(spec, net, near=near)
     build = ipm_time = 0.0
     iters = {"ipm": 0}
     cert = None
-    for round_ in range(MAX_ROUNDS):
+    has_preserve = spec.n_edit_points < spec.inputs.shape[0]
+    for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
         tb = time.perf_counter()
         lp = build_ipm_lp(spec, net, keep)
         build += time.perf_counter() - tb
@@ -172,10 +204,10 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             state["cert"] = c = certify(spec, net, lp, x, y)
             missing = np.setdiff1d(np.flatnonzero(c.slack < -FEAS_TOL), keep)
             # stop when certified, when rows are missing, or when only primal accuracy is missing (polish)
-            return c.ok or (merit < 1e-6 and (missing.size > 0 or c.gap <= GAP_TOL / 2))
+            return c.ok or (merit < EARLY and missing.size > 0) or (merit < 1e-6 and c.gap <= GAP_TOL / 2)
 
         with blas_threads((options.threads if options else None) or idle_cores()):
-            res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept,
+            res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
                             infeasible=lambda y: farkas(lp, y))
         if res.message == "infeasible":
             ipm_time += res.time
@@ -199,22 +231,33 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         log.info("ipm round %d (%s, %d margin rows): %s after %d iterations (%.2fs); UB %.12g LB %.12g gap %.2e "
                  "feasible %s", round_, lp.op.mode, keep.size, res.message, res.iterations, res.time, cert.upper,
                  cert.lower, cert.gap, cert.feasible)
-        if cert.ok or (deadline is not None and time.perf_counter() >= deadline):
+        if cert.ok or (deadline is not None and time.perf_counter() >= deadline) or \
+                (round_ + 1 >= MAX_ROUNDS and not has_preserve):
             break
-        near = np.flatnonzero(cert.slack < NEAR_ROWS * spec.margin)
-        missing = np.setdiff1d(near, keep)
+        near = np.flatnonzero(cert.slack < near_levels(spec))
+        missing = _worst_per_point(spec, np.setdiff1d(near, keep), cert.slack)
         if not np.setdiff1d(np.flatnonzero(cert.slack < -FEAS_TOL), keep).size:
             break  # every row is in, and still no certificate
+        if has_preserve and round_ < DROP_ROUNDS:  # slack preserve rows leave (the point stays optimal without them)
+            first_p = spec.n_edit_points * (spec.weights[-1].shape[0] - 1)
+            keep = keep[(keep < first_p) | (cert.slack[keep] <= DROP_PRESERVE * spec.margin)]
         keep = np.union1d(keep, missing)
     a_nnz = int(lp.op.ax.nnz + lp.op.n_w * np.count_nonzero(spec.inputs) / spec.inputs.shape[1])
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
     if cert.ok:
+        n_cls = spec.weights[-1].shape[0]
+        kept_p = keep[keep >= spec.n_edit_points * (n_cls - 1)]
         return LPSolution(Status.OPTIMAL, cert.dW, cert.db, cert.upper, None, build, ipm_time, "ipm", *sizes,
                           message=f"ipm ({lp.op.mode}, {round_ + 1} rounds): certified relative gap {cert.gap:.1e}",
-                          n_solves=round_ + 1, iterations=iters)
+                          n_solves=round_ + 1, iterations=iters, preserve_rows=kept_p.size,
+                          preserve_points=np.unique(kept_p // (n_cls - 1)).size)
     if deadline is not None and time.perf_counter() >= deadline:
         return LPSolution(Status.TIME_LIMIT, None, None, None, None, build, ipm_time, "ipm", *sizes,
                           message=f"time limit in the IPM ({res.message})", n_solves=round_ + 1, iterations=iters)
+    if not fallback:
+        return LPSolution(Status.ERROR, None, None, None, None, build, ipm_time, "ipm", *sizes,
+                          message=f"ipm: not certified (gap {cert.gap:.1e}, feasible {cert.feasible})",
+                          n_solves=round_ + 1, iterations=iters)
     log.info("ipm: not certified (gap %.2e, feasible %s); falling back to column generation", cert.gap, cert.feasible)
     remaining = None if deadline is None else deadline - time.perf_counter()
     sol = solve_colgen(spec, net, solver=solver, options=replace(options or SolveOptions(), time_limit=remaining))

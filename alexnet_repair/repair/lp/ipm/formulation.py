@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp import rows as lr
 from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
-from alexnet_repair.repair.lp.spec import LPSpec, objective_terms
+from alexnet_repair.repair.lp.spec import LPSpec, objective_terms, other_classes
 
 TIGHTEN = 1e-8  # margin rows / pattern bounds tightened inside the IPM, so the exact recomputation passes
 
@@ -45,14 +45,17 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     n_r, n_cls, L = net.rows.size, spec.weights[-1].shape[0], net.n_layers
     a_aug = np.hstack([spec.inputs, np.ones((n_pts, 1))])  # db_k[r] acts as a weight on a constant input
     n_w = 2 * n_r * (n_in + 1)
+    keep = np.arange(n_pts * (n_cls - 1)) if keep is None else np.asarray(keep)
+    n_marg = keep.size
     cols = lr.Layout()
     cv = n_r if L == 1 else n_cls
-    vp, vm = cols.add("v+", (n_pts, cv)), cols.add("v-", (n_pts, cv))
+    member = _output_members(spec, net, keep) if L == 1 else np.ones((n_pts, cv), dtype=bool)
+    vp, vm = np.full((n_pts, cv), -1), np.full((n_pts, cv), -1)  # v of (point, output), -1: not in this LP
+    n_mem = int(member.sum())
+    vp[member], vm[member] = cols.add("v+", (n_mem,)), cols.add("v-", (n_mem,))
     if L == 2:
         xu = cols.add("u", (n_pts, n_r))
         dbp, dbm = cols.add("db1+", (n_cls,)), cols.add("db1-", (n_cls,))
-    keep = np.arange(n_pts * (n_cls - 1)) if keep is None else np.asarray(keep)
-    n_marg = keep.size
     surplus = cols.add("s", (n_marg,))
     if terms.w_inf:
         ev = cols.add("e_v", (n_edit, cv))
@@ -60,11 +63,11 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         t = cols.add("t", (1,))[0]
         ew = cols.add("e_w", (n_r * (n_in + 1),))  # slack of |dW_rj| <= t (and |db_k,r| <= t): the exact LP
     parts, b_parts = [], []
-    n_def = n_pts * n_r
+    n_def = n_mem if L == 1 else n_pts * n_r
     ar = np.arange(n_def)
     u_cols = np.zeros(0, dtype=np.int64)
-    if L == 1:  # D rows: v+ - v- - a.dW - db = 0
-        parts.append(sp.csr_matrix((np.r_[np.ones(n_def), -np.ones(n_def)], (np.r_[ar, ar], np.r_[vp.ravel(), vm.ravel()])),
+    if L == 1:  # D rows: v+ - v- - a.dW - db = 0, for each (point, output) in the LP
+        parts.append(sp.csr_matrix((np.r_[np.ones(n_def), -np.ones(n_def)], (np.r_[ar, ar], np.r_[vp[member], vm[member]])),
                                    shape=(n_def, cols.n)))
         b_parts.append(np.zeros(n_def))
         off = sign = None
@@ -129,13 +132,18 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         v_max = np.repeat(reach[:, None], cv, 1)
     else:
         v_max = (np.abs(coef_u) * reach[pts][:, None]).sum(1).reshape(n_pts, n_cls) + spec.bound
-    ub[vp[n_edit:]], ub[vm[n_edit:]] = v_max[n_edit:], v_max[n_edit:]
+    pm = member.copy()
+    pm[:n_edit] = False
+    ub[vp[pm]], ub[vm[pm]] = v_max[pm], v_max[pm]
     if L == 2:
         c[dbp], c[dbm] = 1.0, 1.0
         ub[dbp], ub[dbm] = spec.bound, spec.bound
     if terms.w_inf:
         c[t] = terms.w_inf * cscale
-    op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask, weight_epigraph=bool(terms.w_inf))
+    in_lp = member.any(1)  # points with a D row (a preserve point without rows in this LP has none)
+    d_pt, d_r = np.nonzero(member[in_lp])
+    op = BlockOperator(a_aug[in_lp], n_r, ax, t if terms.w_inf else None, e_mask, weight_epigraph=bool(terms.w_inf),
+                       d_pairs=(d_pt, d_r) if L == 1 else None)
     cost = np.r_[np.ones(n_w), c]
     upper = np.r_[np.full(n_w, spec.bound), ub]
 
@@ -159,7 +167,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
             xs[ev], xs[edb], xs[ew] = xs[t], xs[t], xs[t]
         v_cap = np.minimum(v_max, vmax)
         v_cap[n_edit:] = v_max[n_edit:]  # preserve points' v are not bounded by the objective
-        xs[vp], xs[vm] = v_cap, v_cap
+        xs[vp[member]], xs[vm[member]] = v_cap[member], v_cap[member]
         xs[surplus] = np.maximum(2 * v_cap.max(1)[m_pts] - b_exact[marg_rows], 0.0)
         if L == 2:
             xs[xu.ravel()] = np.abs(off) + np.repeat(reach, n_r)
@@ -168,3 +176,15 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     return IpmLP(op, cost, b, b_exact, upper, decode, column_upper, u_cols, cscale)
 
 
+def _output_members(spec: LPSpec, net: nw.Network, keep: np.ndarray) -> np.ndarray:
+    """(N, |R|) which logit changes v[i, r] the last-layer LP holds: every one of an edit point (the objective
+    counts them); of a preserve point only its label's and those of the classes in its kept margin rows (its
+    other logit changes appear in no row, so they and their D rows are left out)."""
+    n_pts, n_cls = spec.inputs.shape[0], spec.weights[-1].shape[0]
+    member = np.zeros((n_pts, n_cls), dtype=bool)
+    member[: spec.n_edit_points] = True
+    pts, k = np.divmod(keep, n_cls - 1)
+    pts, k = pts[pts >= spec.n_edit_points], k[pts >= spec.n_edit_points]
+    member[pts, spec.targets[pts]] = True
+    member[pts, other_classes(spec.targets, n_cls)[pts, k]] = True
+    return member[:, net.rows]

@@ -17,6 +17,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+CG_REL = 1e-3  # normal-equations solves stop at relative residual CG_REL * (the IPM's current merit), in [1e-13, 1e-8]
+
 
 @dataclass
 class IPMResult:
@@ -70,7 +72,7 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
 # Over 60 lines: Mehrotra's predictor-corrector iteration, whose iterates are shared by its inner steps.
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
-              refine: int = 10, correctors: int = 3, infeasible=None, reg_primal: float = 1e-8) -> IPMResult:
+              refine: int = 10, correctors: int = 1, infeasible=None, reg_primal: float = 1e-8) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
     ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
@@ -132,13 +134,14 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         mu = (x @ z + w[bnd] @ s[bnd]) / (n + nb)
         inv_theta = z / x + np.where(bnd, s / w, 0.0)
         theta = 1.0 / (inv_theta + reg_primal)  # primal regularisation: theta <= 1/reg_primal
+        cg_tol = float(np.clip(CG_REL * merit, 1e-13, 1e-7))  # inexact Newton: far from the optimum, less accuracy
         op.factor(theta)
 
         def newton(r_xz, r_ws, linear=True):
             rb_, rc_, ru_ = (rb, rc, ru) if linear else (0.0, 0.0, 0.0)
             rho = rc_ - r_xz / x + np.where(bnd, (r_ws - s * ru_) / w, 0.0)
             rhs = rb_ + op.matvec(theta * rho)
-            dy = normal_solve(op, theta, rhs, refine)
+            dy = normal_solve(op, theta, rhs, refine, cg_tol)
             dx = theta * (op.rmatvec(dy) - rho)
             dz = (r_xz - z * dx) / x
             dw = np.where(bnd, ru_ - dx, 0.0)

@@ -1,8 +1,9 @@
 """Structured normal equations ``A diag(theta) A^T y = r`` for the IPM (mehrotra.py).
 
 Columns of A: W = weight changes, never materialised: W+[r, j] (n_r, d) then W-[r, j], with
--a[i, j] / +a[i, j] in row i * n_r + r (the D rows, first n_D = N * n_r rows); ``a`` includes
-a ones column when the bias is edited like a weight. Then X = every other column, sparse,
+-a[i, j] / +a[i, j] in the D row of (point i, block r) (the D rows, first n_D rows: every pair (i, r) by
+default, in the order i * n_r + r, or the pairs ``d_pairs`` lists: a preserve point needs D rows only in the
+blocks its rows touch); ``a`` includes a ones column when the bias is edited like a weight. Then X = every other column, sparse,
 and one dense column ``t`` (the inf-norm level).
 
 Rows: D, then O (the rest); E = a subset of O whose part of X^T diag X^T is diagonal (the
@@ -11,7 +12,7 @@ rows, the weight epigraph rows Ew: W+[r, j] + W-[r, j] + e_w[r, j] - t = 0 (|dW|
 couple only to the D rows of their own block r; eliminating them (diagonal) changes K_r's
 diagonal weights and keeps every block N x N. Elimination order:
 1. t by Sherman-Morrison; 2. E (diagonal); 3. either D block by block (dense N x N blocks
-K_r = a diag(theta_r) a^T) and a dense Schur complement on O ("schur-o"), or O group by
+K_r = a_r diag(theta_r) a_r^T over the points a_r of block r, padded to one size) and a dense Schur complement on O ("schur-o"), or O group by
 group (O must split into small independent groups, e.g. per point) and a dense D system
 ("schur-d"). ``choose_mode`` picks the cheaper.
 """
@@ -27,11 +28,23 @@ from scipy.sparse.csgraph import connected_components
 
 class BlockOperator:
     def __init__(self, a: np.ndarray, n_r: int, ax: sp.csc_matrix, t_col: int | None, e_mask: np.ndarray,
-                 mode: str = "auto", reg: float = 1e-11, weight_epigraph: bool = False):
+                 mode: str = "auto", reg: float = 1e-11, weight_epigraph: bool = False, d_pairs=None):
         self.a = a
         self.n_pts, self.d = a.shape
         self.n_r, self.reg = n_r, reg
-        self.n_d = self.n_pts * n_r
+        if d_pairs is None:
+            d_pairs = np.divmod(np.arange(self.n_pts * n_r), n_r)
+        self.d_pt, self.d_r = (np.asarray(v, dtype=np.int64) for v in d_pairs)
+        self.n_d = self.d_pt.size
+        self.full = self.n_d == self.n_pts * n_r and bool((self.d_pt * n_r + self.d_r == np.arange(self.n_d)).all())
+        counts = np.bincount(self.d_r, minlength=n_r)
+        order = np.argsort(self.d_r, kind="stable")
+        self.pos = np.empty(self.n_d, dtype=np.int64)  # each D row's place in its block
+        self.pos[order] = np.arange(self.n_d) - np.repeat(np.cumsum(counts) - counts, counts)
+        self.blk = np.full((n_r, counts.max(initial=0)), -1)  # (n_r, m) D rows of block r, -1 padded
+        self.blk[self.d_r, self.pos] = np.arange(self.n_d)
+        self.blk_ok = self.blk >= 0
+        self.blk_n = counts
         self.n_w = 2 * n_r * self.d
         self.ax = sp.csc_matrix(ax)
         self.ax_t = self.ax.T.tocsr()
@@ -54,14 +67,13 @@ class BlockOperator:
         self.f_idx = np.flatnonzero(~e_mask)  # D rows first, then the other O rows
         assert (self.f_idx[: self.n_d] == np.arange(self.n_d)).all(), "E rows must lie after the D rows"
         self.n_o = self.f_idx.size - self.n_d
-        self.blk = np.arange(self.n_pts)[None, :] * n_r + np.arange(n_r)[:, None]  # (n_r, N) rows of block r
         xe = self.ax0[self.e_idx]
         assert (abs(xe) @ abs(xe).T).nnz == self.e_idx.size, "each X column may touch at most one E row"
         pattern = self._reduced(np.ones(ax.shape[1]))[0]
         n_groups, gid = connected_components(abs(pattern[self.n_d:, self.n_d:]) > 0, directed=False)
         sizes = np.bincount(gid, minlength=n_groups)
         n_coupled = np.unique(pattern[: self.n_d, self.n_d:].tocsr().indices).size
-        self.mode = choose_mode(self.n_pts, n_r, self.n_o, n_coupled, sizes.max(initial=0)) if mode == "auto" else mode
+        self.mode = choose_mode(self.blk.shape[1], n_r, self.n_o, n_coupled, sizes.max(initial=0)) if mode == "auto" else mode
         order = np.argsort(gid, kind="stable")
         self.g_size = sizes.max(initial=0)
         self.groups = np.full((n_groups, self.g_size), -1)
@@ -71,15 +83,27 @@ class BlockOperator:
     def matvec(self, x: np.ndarray) -> np.ndarray:
         dw = (x[: self.n_w // 2] - x[self.n_w // 2: self.n_w]).reshape(self.n_r, self.d)
         out = self.ax @ x[self.n_w:]
-        out[: self.n_d] -= (self.a @ dw.T).ravel()
+        out[: self.n_d] -= self._at_d(self.a @ dw.T)
         if self.n_ew:
             out[self.main:] += x[: self.n_w // 2] + x[self.n_w // 2: self.n_w]
         return out
 
     def rmatvec(self, y: np.ndarray) -> np.ndarray:
-        g = (y[: self.n_d].reshape(self.n_pts, self.n_r).T @ self.a).ravel()
+        g = (self._grid(y[: self.n_d]).T @ self.a).ravel()
         yw = y[self.main:] if self.n_ew else 0.0
         return np.concatenate([-g + yw, g + yw, self.ax_t @ y])
+
+    def _at_d(self, grid: np.ndarray) -> np.ndarray:
+        """(n_pts, n_r) values -> the D rows' entries."""
+        return grid.ravel() if self.full else grid[self.d_pt, self.d_r]
+
+    def _grid(self, yd: np.ndarray) -> np.ndarray:
+        """The D rows' entries -> (n_pts, n_r), zero where a point is not in a block."""
+        if self.full:
+            return yd.reshape(self.n_pts, self.n_r)
+        out = np.zeros((self.n_pts, self.n_r))
+        out[self.d_pt, self.d_r] = yd
+        return out
 
     def _reduced(self, thx: np.ndarray):
         """(G = H_FF - H_FE diag(1/d_E) H_EF over the F rows, d_E, H_FE) for H = X diag(thx) X^T (t excluded)."""
@@ -102,32 +126,39 @@ class BlockOperator:
             self.g_w = tm - tp
             # (tp + tm) - g_w^2 / d_w, written without the cancellation: (tp+tm)^2 - (tm-tp)^2 = 4 tp tm
             th = ((4 * tp * tm + (tp + tm) * te) / self.d_w).reshape(n_r, self.d)
-        K = np.empty((n_r, n_pts, n_pts))
-        for r in range(n_r):  # K_r = a diag(th_r) a^T by a symmetric rank-k update (half the flops)
-            up = blas.dsyrk(1.0, self.a * np.sqrt(th[r]), lower=0)
-            K[r] = np.triu(up) + np.triu(up, 1).T
+        m = self.blk.shape[1]
+        K = np.zeros((n_r, m, m))
+        for r in range(n_r):  # K_r = a_r diag(th_r) a_r^T by a symmetric rank-k update (half the flops)
+            k = self.blk_n[r]
+            a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
+            up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)
+            K[r, :k, :k] = np.triu(up) + np.triu(up, 1).T
+        K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: identity, decoupled
         g, self.d_e, self.h_fe = self._reduced(theta[self.n_w:])
         gdd = g[:n_d, :n_d].tocoo()
-        r_of = gdd.row % n_r
-        assert (r_of == gdd.col % n_r).all(), "the D rows must stay block diagonal over r"
-        np.add.at(K, (r_of, gdd.row // n_r, gdd.col // n_r), gdd.data)
-        K[:, np.arange(n_pts), np.arange(n_pts)] += self.reg * np.maximum(np.einsum("rii->ri", K).max(1), 1.0)[:, None]
+        r_of = self.d_r[gdd.row]
+        assert (r_of == self.d_r[gdd.col]).all(), "the D rows must stay block diagonal over r"
+        np.add.at(K, (r_of, self.pos[gdd.row], self.pos[gdd.col]), gdd.data)
+        K[:, np.arange(m), np.arange(m)] += self.reg * np.maximum(np.einsum("rii->ri", K).max(1), 1.0)[:, None]
         self.g_do = g[:n_d, n_d:].tocsr()
         self.g_od = self.g_do.T.tocsr()
         if self.mode == "schur-o":
             self.K_inv = np.linalg.inv(K)
             S = g[n_d:, n_d:].toarray()
-            per_block = [np.unique(self.g_do[self.blk[r]].indices) for r in range(n_r)]
+            per_block = [np.unique(self.g_do[self.blk[r, :self.blk_n[r]]].indices) for r in range(n_r)]
             cols = np.unique(self.g_do.indices)  # O rows coupled to D at all
             if sum(c.size for c in per_block) < 0.5 * n_r * cols.size:  # blocks touch few O rows each
                 for r, cr in enumerate(per_block):
                     if cr.size:
-                        sub = self.g_do[self.blk[r]][:, cr]
-                        S[np.ix_(cr, cr)] -= np.asarray(sub.T @ (self.K_inv[r] @ sub.toarray()))
+                        k = self.blk_n[r]
+                        sub = self.g_do[self.blk[r, :k]][:, cr]
+                        S[np.ix_(cr, cr)] -= np.asarray(sub.T @ (self.K_inv[r, :k, :k] @ sub.toarray()))
             elif cols.size:  # all blocks touch the same rows: one batched product
                 gdo = self.g_do[:, cols]
-                dense = gdo.toarray().reshape(n_pts, n_r, cols.size).transpose(1, 0, 2)
-                Z = np.matmul(self.K_inv, dense).transpose(1, 0, 2).reshape(n_d, cols.size)
+                dense = np.zeros((n_r, self.blk.shape[1], cols.size))
+                dense[self.blk_ok] = gdo.toarray()[self.blk[self.blk_ok]]
+                Z = np.empty((n_d, cols.size))
+                Z[self.blk[self.blk_ok]] = np.matmul(self.K_inv, dense)[self.blk_ok]
                 S[np.ix_(cols, cols)] -= np.asarray(gdo.T @ Z)
             S[np.diag_indices_from(S)] += self.reg * max(np.abs(np.diag(S)).max(initial=0.0), 1.0)
             self.S = la.cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
@@ -139,7 +170,8 @@ class BlockOperator:
             self.B_inv = np.linalg.inv(gb)
             dense = np.zeros((n_d, n_d))
             for r in range(n_r):
-                dense[np.ix_(self.blk[r], self.blk[r])] = K[r]
+                k = self.blk_n[r]
+                dense[np.ix_(self.blk[r, :k], self.blk[r, :k])] = K[r, :k, :k]
             corr = (self.g_do @ _block_diag(self.B_inv, self.groups, self.n_o) @ self.g_od).tocoo()
             dense[corr.row, corr.col] -= corr.data
             dense[np.diag_indices_from(dense)] += self.reg * max(np.abs(np.diag(dense)).max(initial=0.0), 1.0)
@@ -150,8 +182,14 @@ class BlockOperator:
             self.den_t = 1.0 / self.theta_t + self.a_t @ self.w_t
 
     def _k_solve(self, rd):
-        v = rd.reshape(self.n_pts, self.n_r).T
-        return np.einsum("rij,rj->ri", self.K_inv, v).T.ravel()
+        if self.full:
+            v = rd.reshape(self.n_pts, self.n_r).T
+            return np.matmul(self.K_inv, v[:, :, None])[:, :, 0].T.ravel()
+        v = np.zeros(self.blk.shape)
+        v[self.blk_ok] = rd[self.blk[self.blk_ok]]
+        out = np.empty_like(rd)
+        out[self.blk[self.blk_ok]] = np.matmul(self.K_inv, v[:, :, None])[:, :, 0][self.blk_ok]
+        return out
 
     def _g_solve(self, ro):  # O rows, block diagonal over groups
         gi = np.where(self.groups >= 0, self.groups, 0)
@@ -176,9 +214,9 @@ class BlockOperator:
             return self._solve_main(r)
         rw = r[self.main:] / self.d_w                           # Ew rows, eliminated first
         rm = r[: self.main].copy()
-        rm[: self.n_d] -= (self.a @ (self.g_w * rw).reshape(self.n_r, self.d).T).ravel()
+        rm[: self.n_d] -= self._at_d(self.a @ (self.g_w * rw).reshape(self.n_r, self.d).T)
         ym = self._solve_main(rm)
-        yd = ym[: self.n_d].reshape(self.n_pts, self.n_r).T     # (n_r, N)
+        yd = self._grid(ym[: self.n_d]).T                        # (n_r, N)
         yw = rw - self.g_w * (yd @ self.a).ravel() / self.d_w
         return np.concatenate([ym, yw])
 
