@@ -116,7 +116,7 @@ class BlockOperator:
         return g, d_e, h_fe
 
     def factor(self, theta: np.ndarray) -> None:
-        n_r, n_pts, n_d = self.n_r, self.n_pts, self.n_d
+        n_r, n_d = self.n_r, self.n_d
         tp, tm = theta[: self.n_w // 2], theta[self.n_w // 2: self.n_w]
         th = (tp + tm).reshape(n_r, self.d)
         if self.n_ew:  # eliminate the Ew rows: diagonal d_w, coupling g = theta- - theta+ to block r's D rows
