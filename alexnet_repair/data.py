@@ -218,7 +218,7 @@ def synthetic_split(split: str, seed: int = 0, size: int | None = None) -> Split
     rng.shuffle(labels)
     other = (labels + rng.integers(1, 10, size=n)) % 10
     weight = rng.uniform(0.4, 1.0, size=(n, 1, 1, 1))
-    x = weight * _shifted(protos[labels], rng) + (1 - weight) * _shifted(protos[other], rng)
+    x = weight * _shifted(protos, labels, rng) + (1 - weight) * _shifted(protos, other, rng)
     x = 0.75 * x + 0.25 * _smooth_noise(rng, n, grid=3) + rng.normal(0, 0.06, size=x.shape)
     images = np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), "synthetic", split,
@@ -232,12 +232,13 @@ def _smooth_noise(rng: np.random.Generator, n: int, grid: int) -> np.ndarray:
     return fine.permute(0, 2, 3, 1).numpy().astype(np.float64)
 
 
-def _shifted(images: np.ndarray, rng: np.random.Generator, max_shift: int = 4) -> np.ndarray:
-    """Roll each image by a random (dy, dx) in [-max_shift, max_shift] and flip half of them horizontally."""
-    out = np.empty_like(images)
-    shifts = rng.integers(-max_shift, max_shift + 1, size=(len(images), 2))
-    flips = rng.random(len(images)) < 0.5
-    for i, img in enumerate(images):  # n rolls of one small image each: cheap, generated once per split
-        img = np.roll(img, tuple(shifts[i]), axis=(0, 1))
-        out[i] = img[:, ::-1] if flips[i] else img
-    return out
+def _shifted(images: np.ndarray, which: np.ndarray, rng: np.random.Generator, max_shift: int = 4) -> np.ndarray:
+    """images[which], each rolled by a random (dy, dx) in [-max_shift, max_shift] and half of them flipped
+    horizontally (one gather, no copy of images[which] first)."""
+    n, (h, w) = len(which), images.shape[1:3]
+    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
+    flips = rng.random(n) < 0.5
+    rows = (np.arange(h) - shifts[:, :1]) % h  # np.roll: out[i] = in[(i - shift) % size]
+    cols = (np.arange(w) - shifts[:, 1:]) % w
+    cols = np.where(flips[:, None], cols[:, ::-1], cols)
+    return images[which[:, None, None], rows[:, :, None], cols[:, None, :]]

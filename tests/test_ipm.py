@@ -121,3 +121,22 @@ def test_block_operator_matches_the_dense_matrix(mode, weight_epigraph, ragged):
     normal = dense @ np.diag(theta) @ dense.T
     r = rng.standard_normal(dense.shape[0])
     assert np.allclose(normal @ op.solve(r), r, atol=1e-9)
+
+
+def test_idle_cores_sees_a_busy_core():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from alexnet_repair.repair.lp.ipm.blas_threads import idle_cores
+
+    cores = len(os.sched_getaffinity(0))
+    assert 1 <= idle_cores() <= cores
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        assert idle_cores(0.3) <= max(1, cores - 1)          # one core is taken: the IPM leaves it alone
+    finally:
+        spinner.kill()
+        spinner.wait()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,34 @@ def blas_threads(n: int | None):
             set_(k)
 
 
-def idle_cores() -> int:
-    """Cores not busy with other work right now (the 1-minute load average, less one unit for this process's own
-    work, subtracted), at least 1.
+def idle_cores(window: float = 0.1) -> int:
+    """Cores not busy with other work right now, at least 1: the idle share of all cores over the next ``window``
+    seconds (Linux /proc/stat; this process sleeps meanwhile, so only other work counts), else the 1-minute load
+    average (less one unit for this process's own work; it lags a minute behind, so a process that has just
+    ended still counts).
 
     The IPM runs its BLAS with this many threads unless told otherwise: all cores on an idle machine, one on a
     loaded one (where OpenBLAS's spinning threads would slow it down, see the module doc)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
+        before = _cpu_times()
+        time.sleep(window)
+        after = _cpu_times()
+        total, idle = after[0] - before[0], after[1] - before[1]
+        if total > 0:
+            busy = (1.0 - idle / total) * (os.cpu_count() or cores)  # cores' worth of other work (jiffy-coarse)
+            return max(1, min(cores, cores - int(busy + 0.25)))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
         busy = os.getloadavg()[0]
     except OSError:
         return 1
     return max(1, min(cores, int(cores - busy + 1.5)))  # +1: our own work is part of the load
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(all, idle + iowait) jiffies of all cores so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields[:8]), fields[3] + fields[4]

@@ -194,6 +194,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
     iters = {"ipm": 0}
     cert = None
     has_preserve = spec.n_edit_points < spec.inputs.shape[0]
+    threads = (options.threads if options else None) or idle_cores()
     for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
         tb = time.perf_counter()
         lp = build_ipm_lp(spec, net, keep)
@@ -206,7 +207,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             # stop when certified, when rows are missing, or when only primal accuracy is missing (polish)
             return c.ok or (merit < EARLY and missing.size > 0) or (merit < 1e-6 and c.gap <= GAP_TOL / 2)
 
-        with blas_threads((options.threads if options else None) or idle_cores()):
+        with blas_threads(threads):
             res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
                             infeasible=lambda y: farkas(lp, y))
         if res.message == "infeasible":
@@ -222,7 +223,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         iters["ipm"] += res.iterations
         cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
         if not cert.ok and cert.gap <= GAP_TOL and res.x is not None:  # only primal accuracy is missing
-            with blas_threads((options.threads if options else None) or idle_cores()):
+            with blas_threads(threads):
                 x = polish(lp, res)
             polished = certify(spec, net, lp, x, res.y)
             log.info("ipm: polished the primal point: min margin slack %.2e -> %.2e", cert.slack.min(),
