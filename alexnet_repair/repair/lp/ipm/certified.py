@@ -2,9 +2,17 @@
 (mehrotra.py + normal_equations.py), certified independently, else handed to exact column generation.
 
 The IPM's LP is the exact one (every dW column, the |dW| <= t and |db| <= t coupling as the
-Ew rows of normal_equations.py) except that it holds only some margin rows (per point the
+Ew rows of normal_equations.py) except that it holds only some margin rows (per edit point the
 INIT_ROWS most binding ones and all originally violated ones; rows found violated are added
-and the IPM re-run), and margin rows / pattern bounds are tightened by TIGHTEN. Certificate,
+and the IPM re-run), and margin rows / pattern bounds are tightened by TIGHTEN.
+
+Preserve points (last layer) are points without objective weight whose rows enter the same way,
+one at a time: a preserve point's logit changes and D rows exist only for the classes its kept rows
+touch (formulation._output_members), so a point costs the IPM nothing until one of its rows is
+violated. Per round each violated point adds its most violated row; preserve rows far from binding
+leave again in the first DROP_ROUNDS rounds (the round's point stays optimal without them). A
+round that misses rows ends as soon as its iterate is EARLY-accurate. The certificate below checks
+every row of every point, so the rows left out never matter to the answer. Certificate,
 in float64, independent of the IPM:
 
 * primal: (dW, db) decoded, every logit / pre-activation change recomputed from them and
@@ -44,11 +52,11 @@ FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default prim
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
 INIT_ROWS = 3  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
 NEAR_ROWS = 0.05  # after a round, edit points' rows with slack < NEAR_ROWS * margin join the next round
-NEAR_PRESERVE = 0.05  # preserve points' rows join when their slack < NEAR_PRESERVE * margin (violated)
+NEAR_PRESERVE = 0.05  # preserve points' rows join when their slack < NEAR_PRESERVE * margin (violated or close)
 PRESERVE_PER_ROUND = 1  # rows of one preserve point that join per round (its most violated ones)
 DROP_PRESERVE = 0.25  # and leave again while their slack > DROP_PRESERVE * margin (not binding: the optimum stays)
-DROP_ROUNDS = 4  # rows leave only after the first DROP_ROUNDS rounds; after that rows only join, so the loop ends
-MAX_ROUNDS = 6
+DROP_ROUNDS = 4  # rows leave only in the first DROP_ROUNDS rounds; after that rows only join, so the loop ends
+MAX_ROUNDS = 6  # without preserve points: rounds before column generation takes over
 EARLY = 1e-4  # a round ends as soon as its iterate is this accurate and misses a row of the exact LP
 MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
 
