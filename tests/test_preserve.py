@@ -31,6 +31,9 @@ def test_lazy_preserve_rows_reach_the_full_lp_optimum(dims, rows, objective):
         sol = solve_repair_lp(spec, formulation=formulation)
         assert sol.objective == pytest.approx(full.objective, rel=1e-6), formulation
         assert 0 < sol.preserve_points <= spec.n_preserve
+        if formulation in ("ipm", "auto") and len(dims) == 2:  # the IPM takes preserve rows one by one, certified
+            assert sol.formulation == "ipm" and "certified" in sol.message, sol.message
+            assert sol.preserve_rows < spec.n_preserve * (dims[-1] - 1)
         assert points_fixed(original_network(spec.preserve_only()), sol.dW, sol.db, 1e-7).all()
 
 

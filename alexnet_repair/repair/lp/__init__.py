@@ -35,9 +35,12 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
                     formulation: str = "auto") -> LPSolution:
     """Solve the repair LP of ``spec``, preserve set included; see :func:`solve_points` for ``formulation``.
 
-    Preserve images enter lazily: solve, check every preserve row (margins and, for a hidden layer, the
-    activation pattern) at the solution in one pass of matrix products, add the images with a violated row,
-    re-solve. The returned point meets every row of the full LP, so it is the full LP's optimum.
+    Preserve images enter lazily. Last layer, ipm/auto: the certified IPM gets every preserve image as a point
+    and takes in its rows one by one as they are violated (see ipm/certified.py); its certificate checks all
+    N x (C-1) rows. Otherwise (or when the IPM gives no certificate): solve, check every preserve row (margins
+    and, for a hidden layer, the activation pattern) at the solution in one pass of matrix products, add the
+    images with a violated row, re-solve. Either way the returned point meets every row of the full LP, so it
+    is the full LP's optimum.
     """
     if not spec.n_preserve:
         return solve_points(spec, solver, options, formulation)
