@@ -50,7 +50,7 @@ GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM p
 FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
-INIT_ROWS = 3  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
+INIT_ROWS = 1  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
 NEAR_ROWS = 0.05  # after a round, edit points' rows with slack < NEAR_ROWS * margin join the next round
 NEAR_PRESERVE = 0.05  # preserve points' rows join when their slack < NEAR_PRESERVE * margin (violated or close)
 PRESERVE_PER_ROUND = 1  # rows of one preserve point that join per round (its most violated ones)
@@ -190,8 +190,8 @@ def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROW
     take = need >= -near_levels(spec).reshape(n, n_cls - 1)
     if n_e * (n_cls - 1) <= ALL_ROWS:
         take[:n_e] = True
-    else:
-        take[:n_e] |= np.argsort(np.argsort(-need[:n_e], axis=1), axis=1) < per_point
+    else:  # many edit points: per point its per_point most binding rows, the rest join when violated
+        take[:n_e] = np.argsort(np.argsort(-need[:n_e], axis=1), axis=1) < per_point
     return np.flatnonzero(take.ravel())
 
 
@@ -253,9 +253,12 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         missing = _worst_per_point(spec, np.setdiff1d(near, keep), cert.slack)
         if not np.setdiff1d(np.flatnonzero(cert.slack < -FEAS_TOL), keep).size:
             break  # every row is in, and still no certificate
-        if has_preserve and round_ < DROP_ROUNDS:  # slack preserve rows leave (the point stays optimal without them)
+        if round_ < DROP_ROUNDS:  # slack rows leave (the point stays optimal without them)
             first_p = spec.n_edit_points * (spec.weights[-1].shape[0] - 1)
-            keep = keep[(keep < first_p) | (cert.slack[keep] <= DROP_PRESERVE * spec.margin)]
+            stays = cert.slack[keep] <= DROP_PRESERVE * spec.margin
+            if first_p <= ALL_ROWS:  # all edit rows are in from the start: they stay
+                stays |= keep < first_p
+            keep = keep[stays]
         keep = np.union1d(keep, missing)
     a_nnz = int(lp.op.ax.nnz + lp.op.n_w * np.count_nonzero(spec.inputs) / spec.inputs.shape[1])
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
