@@ -126,14 +126,7 @@ class BlockOperator:
             self.g_w = tm - tp
             # (tp + tm) - g_w^2 / d_w, written without the cancellation: (tp+tm)^2 - (tm-tp)^2 = 4 tp tm
             th = ((4 * tp * tm + (tp + tm) * te) / self.d_w).reshape(n_r, self.d)
-        m = self.blk.shape[1]
-        K = np.zeros((n_r, m, m))
-        for r in range(n_r):  # K_r = a_r diag(th_r) a_r^T by a symmetric rank-k update (half the flops)
-            k = self.blk_n[r]
-            a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
-            up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)
-            K[r, :k, :k] = np.triu(up) + np.triu(up, 1).T
-        K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: identity, decoupled
+        K, m = self._gram_blocks(th), self.blk.shape[1]
         g, self.d_e, self.h_fe = self._reduced(theta[self.n_w:])
         gdd = g[:n_d, :n_d].tocoo()
         r_of = self.d_r[gdd.row]
@@ -180,6 +173,18 @@ class BlockOperator:
             self.theta_t = theta[self.n_w + self.t_col]
             self.w_t = self._solve0(self.a_t)
             self.den_t = 1.0 / self.theta_t + self.a_t @ self.w_t
+
+    def _gram_blocks(self, th: np.ndarray) -> np.ndarray:
+        """(n_r, m, m) K_r = a_r diag(th_r) a_r^T over the points of block r, padded with the identity."""
+        m = self.blk.shape[1]
+        K = np.zeros((self.n_r, m, m))
+        for r in range(self.n_r):  # by a symmetric rank-k update (half the flops)
+            k = self.blk_n[r]
+            a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
+            up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)
+            K[r, :k, :k] = np.triu(up) + np.triu(up, 1).T
+        K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: decoupled
+        return K
 
     def _k_solve(self, rd):
         if self.full:
