@@ -17,7 +17,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CG_REL = 1e-3  # normal-equations solves stop at relative residual CG_REL * (the IPM's current merit), in [1e-13, 1e-8]
+CG_REL = 1e-3  # normal-equations solves stop at relative residual CG_REL * (the IPM's current merit), in [1e-13, 1e-7]
 
 
 @dataclass
