@@ -2,9 +2,9 @@
 (mehrotra.py + normal_equations.py), certified independently, else handed to exact column generation.
 
 The IPM's LP is the exact one (every dW column, the |dW| <= t and |db| <= t coupling as the
-Ew rows of normal_equations.py) except that it holds only some margin rows (per edit point the
-INIT_ROWS most binding ones and all originally violated ones; rows found violated are added
-and the IPM re-run), and margin rows / pattern bounds are tightened by TIGHTEN.
+Ew rows of normal_equations.py) except that it holds only some margin rows (all of them while
+there are at most ALL_ROWS, else per edit point the INIT_ROWS most binding ones; rows found violated
+are added and the IPM re-run), and margin rows / pattern bounds are tightened by TIGHTEN.
 
 Preserve points (last layer) are points without objective weight whose rows enter the same way,
 one at a time: a preserve point's logit changes and D rows exist only for the classes its kept rows
@@ -50,13 +50,13 @@ GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM p
 FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
 FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
-INIT_ROWS = 1  # otherwise: margin rows per point in the first IPM round (plus every originally violated one)
+INIT_ROWS = 1  # otherwise: margin rows per edit point in the first IPM round (its most binding ones)
 NEAR_ROWS = 0.05  # after a round, edit points' rows with slack < NEAR_ROWS * margin join the next round
 NEAR_PRESERVE = 0.05  # preserve points' rows join when their slack < NEAR_PRESERVE * margin (violated or close)
 PRESERVE_PER_ROUND = 1  # rows of one preserve point that join per round (its most violated ones)
 PRESERVE_ROWS = 1000  # preserve rows that join per round at most, the most violated first (--preserve 4000, seed0:
 #                       3,155 rows at once made one 4,091-row round of 81 s)
-DROP_PRESERVE = 0.25  # and leave again while their slack > DROP_PRESERVE * margin (not binding: the optimum stays)
+DROP_SLACK = 0.25  # lazy rows leave again while their slack > DROP_SLACK * margin (not binding: the optimum stays)
 DROP_ROUNDS = 4  # rows leave only in the first DROP_ROUNDS rounds; after that rows only join, so the loop ends
 MAX_ROUNDS = 6  # without preserve points: rounds before column generation takes over
 EARLY = 1e-4  # a round ends as soon as its iterate is this accurate and misses a row of the exact LP
@@ -249,13 +249,13 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         if cert.ok or (deadline is not None and time.perf_counter() >= deadline) or \
                 (round_ + 1 >= MAX_ROUNDS and not has_preserve):
             break
-        near = np.flatnonzero(cert.slack < near_levels(spec))
-        missing = _worst_per_point(spec, np.setdiff1d(near, keep), cert.slack)
+        close = np.flatnonzero(cert.slack < near_levels(spec))
+        missing = _worst_per_point(spec, np.setdiff1d(close, keep), cert.slack)
         if not np.setdiff1d(np.flatnonzero(cert.slack < -FEAS_TOL), keep).size:
             break  # every row is in, and still no certificate
         if round_ < DROP_ROUNDS:  # slack rows leave (the point stays optimal without them)
             first_p = spec.n_edit_points * (spec.weights[-1].shape[0] - 1)
-            stays = cert.slack[keep] <= DROP_PRESERVE * spec.margin
+            stays = cert.slack[keep] <= DROP_SLACK * spec.margin
             if first_p <= ALL_ROWS:  # all edit rows are in from the start: they stay
                 stays |= keep < first_p
             keep = keep[stays]
