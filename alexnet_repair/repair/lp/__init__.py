@@ -50,7 +50,7 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     if formulation in ("ipm", "auto") and len(spec.weights) == 1:  # the IPM takes preserve rows one by one
         full = spec.with_preserve_points(np.arange(spec.n_preserve))
         if ipm_applicable(full):
-            sol = _ipm_or_none(full, solver, options)
+            sol = _certified(full, original_network(full), solver, options, fallback=False)
             if sol.status != Status.ERROR:
                 return sol
             log.info("%s: solving the preserve rounds by column generation", sol.message)
@@ -85,12 +85,16 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     raise AssertionError("unreachable: every round takes in a preserve image")
 
 
-def _ipm_or_none(spec: LPSpec, solver: str, options: SolveOptions) -> LPSolution:
-    """The certified IPM over every point of ``spec``, status ERROR where it gives no certificate."""
+def _certified(spec: LPSpec, net, solver: str, options: SolveOptions, near=None, fallback: bool = True) -> LPSolution:
+    """solve_certified, with a numerically singular normal system treated like a point without certificate:
+    column generation takes over (``fallback``), else status ERROR."""
     try:
-        return solve_certified(spec, original_network(spec), solver=solver, options=options, fallback=False)
+        return solve_certified(spec, net, solver=solver, options=options, near=near, fallback=fallback)
     except np.linalg.LinAlgError as err:
-        return LPSolution(Status.ERROR, None, None, None, None, 0.0, 0.0, "ipm", 0, 0, 0, message=f"ipm: {err}")
+        if not fallback:
+            return LPSolution(Status.ERROR, None, None, None, None, 0.0, 0.0, "ipm", 0, 0, 0, message=f"ipm: {err}")
+        log.warning("structured IPM failed (%s): falling back to column generation", err)
+        return solve_colgen(spec, net, solver=solver, options=options)
 
 
 def _zero_change(spec: LPSpec):
@@ -117,10 +121,7 @@ def solve_points(spec: LPSpec, solver: str = "auto", options: SolveOptions | Non
         return solve_straightforward(spec, net, solver, options)
     hidden_few = len(spec.weights) > 1 and spec.inputs.shape[0] <= COLGEN_POINTS
     if formulation in ("ipm", "auto") and ipm_applicable(spec) and not (formulation == "auto" and hidden_few):
-        try:
-            return solve_certified(spec, net, solver=solver, options=options, near=near)
-        except np.linalg.LinAlgError as err:  # a numerically singular normal system: the exact path still works
-            log.warning("structured IPM failed (%s): falling back to column generation", err)
+        return _certified(spec, net, solver, options, near)
     if formulation == "ipm":
         log.info("the ipm formulation does not cover this case (objective %s, %d layers): using colgen",
                  spec.objective, len(spec.weights))
