@@ -57,13 +57,27 @@ class Split:
 
 
 def preprocess(raw: torch.Tensor) -> torch.Tensor:
-    """uint8 (n, 32, 32, 3) -> float32 (n, 3, 64, 64): Resize(70) + CenterCrop(64) + ToTensor, batched."""
-    from torchvision.transforms.v2 import functional as TF  # imported on use: keeps script start-up short
+    """uint8 (n, 32, 32, 3) -> float32 (n, 3, 64, 64): Resize(70) + CenterCrop(64) + ToTensor, batched.
 
-    x = raw.permute(0, 3, 1, 2).contiguous()
-    x = TF.resize(x, [RESIZE], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    x = TF.center_crop(x, [CROP])
-    return x.to(torch.float32).div_(255.0)
+    torchvision's ``transforms.v2`` resize of a uint8 tensor, spelled in torch (importing torchvision costs 1.5 s
+    of every script's start); ``tests/test_data.py`` checks the pixels equal torchvision's."""
+    x = raw.permute(0, 3, 1, 2).contiguous()   # square images (CIFAR's 32 x 32): the short side is either side
+    x = _resize_uint8(x, [RESIZE, RESIZE]) if len(x) else x.new_zeros((0, x.shape[1], RESIZE, RESIZE))
+    start = int(round((RESIZE - CROP) / 2.0))
+    return x[..., start:start + CROP, start:start + CROP].to(torch.float32).div_(255.0)
+
+
+def _resize_uint8(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Bilinear, antialiased, as torchvision does it on the CPU: natively in uint8 where the CPU has AVX2/AVX-512
+    (or is ARM), else in float32, rounded back to uint8."""
+    import platform
+
+    native = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
+    if native:
+        return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    out = torch.nn.functional.interpolate(x.to(torch.float32), size=size, mode="bilinear", align_corners=False,
+                                          antialias=True)
+    return out.round_().to(torch.uint8)
 
 
 def load_split(dataset: str = "cifar10", split: str = "test", data_dir: str | Path = "data",

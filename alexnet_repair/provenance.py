@@ -18,10 +18,18 @@ def git_commit() -> str | None:
         return None
 
 
+def _installed(package: str) -> str | None:
+    """A package's installed version, read from its metadata: importing torchvision to ask costs 1.5 s."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def versions() -> dict:
     import numpy
-    import torchvision
 
     from . import __version__
-    return {"alexnet_repair": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    return {"alexnet_repair": __version__, "torch": torch.__version__, "torchvision": _installed("torchvision"),
             "numpy": numpy.__version__, "python": sys.version.split()[0], "git_commit": git_commit()}

@@ -36,6 +36,23 @@ def test_preprocess_matches_the_torchvision_pil_pipeline():
     assert float((ours - reference).abs().mean()) < 0.5 / 255
 
 
+@pytest.mark.parametrize("capability", ["native", "DEFAULT"])
+def test_preprocess_equals_torchvision_v2_pixel_for_pixel(monkeypatch, capability):
+    """The torch spelling of the resize gives torchvision's exact pixels, on AVX CPUs (uint8 kernel) and off them
+    (float kernel, rounded)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    if capability != "native":  # both read the capability at call time
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    raw = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8))
+    raw = torch.cat([raw, synthetic_split("test", size=16).images])
+    x = TF.resize(raw.permute(0, 3, 1, 2).contiguous(), [70], interpolation=TF.InterpolationMode.BILINEAR,
+                  antialias=True)
+    reference = TF.center_crop(x, [64]).to(torch.float32) / 255.0
+    assert torch.equal(preprocess(raw), reference)
+    assert preprocess(raw[:0]).shape == (0, 3, 64, 64)
+
+
 def test_missing_data_offline_says_what_to_do(tmp_path):
     with pytest.raises(DataError) as err:
         load_split("cifar10", "test", tmp_path, download=False)

@@ -68,6 +68,8 @@ def test_canonical_width_round_trip(tmp_path):
     (lambda s: s.__setitem__("classifier.9.weight", torch.zeros(1)), "unexpected keys classifier.9.weight"),
     (lambda s: s.__setitem__("classifier.4.weight", torch.zeros(3, 3)), "classifier.4.weight has shape (3, 3)"),
     (lambda s: s["features.3.weight"].view(-1).__setitem__(0, float("nan")), "non-finite"),
+    (lambda s: s["classifier.4.weight"].view(-1).__setitem__(-1, float("inf")), "non-finite"),
+    (lambda s: s["classifier.6.bias"].view(-1).__setitem__(3, float("-inf")), "non-finite"),
     (lambda s: s.__setitem__("classifier.6.weight", torch.zeros(7, s["classifier.6.weight"].shape[1])), "7 outputs"),
     (lambda s: s.__setitem__("classifier.1.bias", torch.zeros(s["classifier.1.bias"].shape, dtype=torch.long)),
      "dtype"),
@@ -98,6 +100,13 @@ def test_unreadable_files(tmp_path, content):
     with pytest.raises(CheckpointError) as err:
         load_checkpoint(path)
     assert "\n" not in str(err.value)
+
+
+def test_a_model_built_from_a_state_dict_does_not_share_its_tensors(tiny_model):
+    state = tiny_model.state_dict()
+    model = model_from_state_dict(state)
+    model.classifier[6].weight.data.add_(1.0)
+    assert not torch.equal(model.classifier[6].weight, tiny_model.classifier[6].weight)
 
 
 def test_model_from_state_dict_infers_widths(tiny_model):
