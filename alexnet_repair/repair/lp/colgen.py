@@ -60,6 +60,18 @@ def _warm_start(master: Master, prev, e: int, n_epi: int):
     return col, row
 
 
+def _warm_algorithm(new_cols: int, new_rows: int, phase1: bool) -> str:
+    """The algorithm for a warm-started master: dual simplex ("auto"), except in phase 1 when only columns
+    arrived (large batches, slack far from 0): HiGHS's IPX with crossover, so the next round still gets a basis.
+
+    Measured (2 cores, HiGHS 1.16). Penultimate layer, 10 images, phase 1 with 5,120 new columns: IPX 0.6 s,
+    primal simplex 2.2 s, dual 16 s; phase 2 with 5,120 new columns and 139 new rows: dual 0.5 s, primal 7.4 s.
+    Last layer, 100 images, phase 1 with 2,000 new columns: IPX 1.1 s, dual 7.3 s, primal 12 s. An infeasible
+    last-layer case (bound 0.5): 176 s in all with primal simplex in phase 1, 26 s with IPX. Primal simplex
+    from the phase-1 basis into phase 2: 11 s and 91 s where dual takes 0.8 s and 6.7 s."""
+    return "ipm" if phase1 and new_cols and not new_rows else "auto"
+
+
 def _resolve_backend(solver: str, n_vars: int, n_rows: int) -> str:
     """One backend for all rounds: "auto" is decided on the size of the unrestricted master."""
     if solver != "auto":
@@ -103,8 +115,9 @@ def solve_colgen(spec: LPSpec, net: nw.Network, solver: str = "auto", options: S
             prob.start_basis = _warm_start(master, prev[:4], r_sel.size, epi.size)
         sol.build_time += time.perf_counter() - tb
         opts = SolveOptions(**{**vars(options), "time_limit": remaining})
-        if prob.start_basis is not None and opts.algorithm == "auto" and r_sel.size - prev[1] > prob.n_rows:
-            opts.algorithm = "primal"  # many new columns, each pricing out: primal simplex (measured; dual otherwise)
+        if prob.start_basis is not None and opts.algorithm == "auto":
+            opts.algorithm = _warm_algorithm(r_sel.size - prev[1], master.n_lazy + epi.size - prev[2] - prev[3],
+                                             phase1)
         res = solve(prob, solver=solver, options=opts)
         sol.solve, sol.n_solves = res, sol.n_solves + 1
         sol.solve_time += res.runtime
