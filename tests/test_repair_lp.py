@@ -9,7 +9,7 @@ import pytest
 from alexnet_repair.errors import SolverError, UsageError
 from alexnet_repair.repair.lp import network as blocks
 from alexnet_repair.repair.lp.rows import margin_rows
-from alexnet_repair.repair.lp import OBJECTIVES, LPSpec, solve_repair_lp
+from alexnet_repair.repair.lp import COLGEN_POINTS, OBJECTIVES, LPSpec, solve_repair_lp
 from alexnet_repair.repair.lp.network import objective_value
 from alexnet_repair.repair.lp.straightforward import encode_straightforward
 from alexnet_repair.repair.lp.synthetic import make_instance
@@ -80,7 +80,7 @@ def test_formulations_agree(case, objective):
         sol = solve_repair_lp(spec, formulation=formulation)
         assert_valid(spec, sol)
         assert sol.objective == pytest.approx(ref.objective, rel=1e-6), (formulation, sol.formulation)
-        hidden_few = len(dims) > 2 and n <= 20          # auto sends a hidden layer with few points to colgen
+        hidden_few = len(dims) > 2 and n <= COLGEN_POINTS  # auto sends a hidden layer with few points to colgen
         colgen = formulation == "colgen" or not ipm_covers or (formulation == "auto" and hidden_few)
         expected = "colgen" if colgen else "ipm"
         assert sol.formulation == expected, (formulation, sol.formulation, sol.message)   # what actually ran
