@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,8 +71,6 @@ def preprocess(raw: torch.Tensor) -> torch.Tensor:
 def _resize_uint8(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     """Bilinear, antialiased, as torchvision does it on the CPU: natively in uint8 where the CPU has AVX2/AVX-512
     (or is ARM), else in float32, rounded back to uint8."""
-    import platform
-
     native = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") or platform.machine() in ("aarch64", "arm64")
     if native:
         return torch.nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
