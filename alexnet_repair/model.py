@@ -128,13 +128,10 @@ def model_from_state_dict(state: dict, source: str = "state dict", owned: bool =
             raise CheckpointError(f"{source}: {key} has dtype {state[key].dtype}, expected a float tensor")
         if not all_finite(state[key]):
             raise CheckpointError(f"{source}: {key} holds non-finite values (NaN or inf)")
-    if owned:  # the tensors become the parameters: no copy, and no random init of a model about to be overwritten
-        model = skeleton
-        model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in state.items()}, assign=True)
-    else:
-        model = AlexNet(channels, hidden, num_classes)
-        model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-    return model.eval()
+    # the tensors become the parameters (copies unless ``owned``): no random init of a model about to be overwritten
+    skeleton.load_state_dict({k: v.to(torch.float32, copy=not owned).contiguous() for k, v in state.items()},
+                             assign=True)
+    return skeleton.eval()
 
 
 def all_finite(tensor: torch.Tensor) -> bool:

@@ -19,6 +19,7 @@ from alexnet_repair.editsets.build import class_histogram, default_editset_path
 from alexnet_repair.editsets.editset import FORMAT, FORMAT_VERSION, IMAGE_SHAPE, TENSOR_KEYS, EditSet
 from alexnet_repair.errors import DataError, UsageError
 from alexnet_repair.fileio import atomic_write_files, json_text, load_tensor_file, one_line
+from alexnet_repair.model import all_finite
 from alexnet_repair.paths import manifest_path
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _check_images_labels(where: Path, images, labels) -> tuple[torch.Tensor, tor
                         f"expected ({images.shape[0]},) integer")
     if labels.numel() and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
         raise DataError(f"{where}: labels outside 0..9 (found {int(labels.min())}..{int(labels.max())})")
-    if not torch.isfinite(images).all():
+    if not all_finite(images):
         raise DataError(f"{where}: images hold non-finite values (NaN or inf)")
     return images.to(torch.float32), labels.to(torch.int64)
 
