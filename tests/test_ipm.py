@@ -13,6 +13,7 @@ from alexnet_repair.repair.lp.ipm.certified import certify, farkas, initial_marg
 from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
+from alexnet_repair.repair.lp.ipm.warm import lookup, warm_start
 from alexnet_repair.repair.lp.network import original_network, output_changes
 from alexnet_repair.repair.lp.synthetic import make_instance
 from alexnet_repair.solvers import Status
@@ -140,3 +141,32 @@ def test_idle_cores_sees_a_busy_core():
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_warm_start_carries_a_round_onto_the_next():
+    """The next round's LP (more preserve rows) starts from the last round's snapshot: shared columns keep their
+    place, new logit changes meet their D rows, and the warm-started IPM reaches the cold start's
+    optimum (of that round's LP)."""
+    spec = make_instance(8, (48, 10), seed=3, param_bound=10.0, n_preserve=60, preserve_margin=0.5)
+    spec = spec.with_preserve_points(np.arange(spec.n_preserve))
+    net = original_network(spec)
+    keep0 = initial_margin_rows(spec, net)
+    lp0 = build_ipm_lp(spec, net, keep0)
+    snap = solve_ipm(lp0.op, lp0.c, lp0.b, lp0.ub, snapshot_below=1.0).snapshot
+    n_cls = spec.weights[-1].shape[0]
+    extra = np.arange(spec.n_edit_points * (n_cls - 1), spec.inputs.shape[0] * (n_cls - 1), 7)
+    keep1 = np.union1d(keep0, extra)
+    lp1 = build_ipm_lp(spec, net, keep1)
+    x, w, y, z, s = warm_start((lp0.col_keys, lp0.row_keys, lp0.ub, snap), lp1)
+    bnd = np.isfinite(lp1.ub)
+    assert (x > 0).all() and (z > 0).all() and (w[bnd] > 0).all() and (s[bnd] > 0).all()
+    n_w = lp1.op.n_w
+    dw_old = snap[0][: n_w // 2] - snap[0][n_w // 2: n_w]
+    assert np.allclose(x[: n_w // 2] - x[n_w // 2: n_w], dw_old)    # the weight changes carry over
+    new_d = np.flatnonzero((lookup(lp1.row_keys, lp0.row_keys) < 0) & (lp1.row_keys >> 40 == 1))
+    assert new_d.size > 0
+    assert np.abs((lp1.b - lp1.op.matvec(x))[new_d]).max() < 1e-9   # new logit changes meet their D rows
+    cold = solve_ipm(lp1.op, lp1.c, lp1.b, lp1.ub)
+    warm = solve_ipm(lp1.op, lp1.c, lp1.b, lp1.ub, start=(x, w, y, z, s))
+    assert cold.converged and warm.converged
+    assert warm.primal_obj == pytest.approx(cold.primal_obj, rel=1e-7)

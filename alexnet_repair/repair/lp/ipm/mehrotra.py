@@ -38,6 +38,7 @@ class IPMResult:
     d_res: float
     time: float
     message: str
+    snapshot: tuple | None = None  # (x, w, y, z, s) of the first iterate with merit below ``snapshot_below``
 
 
 def normal_solve(op, theta: np.ndarray, rhs: np.ndarray, max_iter: int = 2, tol: float = 1e-13) -> np.ndarray:
@@ -75,7 +76,8 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
 # Over 60 lines: Mehrotra's predictor-corrector iteration, whose iterates are shared by its inner steps.
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
-              refine: int = 10, correctors: int = 1, infeasible=None, reg_primal: float = 1e-8) -> IPMResult:
+              refine: int = 10, correctors: int = 1, infeasible=None, reg_primal: float = 1e-8,
+              start: tuple | None = None, snapshot_below: float = 0.0) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
     ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
@@ -87,6 +89,8 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
     the point is certified independently anyway, so the slightly perturbed Newton steps cost nothing in rigour.
     ``infeasible(y) -> bool`` is asked from iteration 5 on while the primal residual stays above 1e-6: True
     (the caller proved infeasibility from y, a Farkas ray) ends the run with message "infeasible".
+    ``start`` = (x, w, y, z, s): a warm start (e.g. a mapped snapshot of a run on a nearby LP) instead of the
+    default point; the result's ``snapshot`` is the first iterate after the start with merit below ``snapshot_below``.
     """
     t0 = time.perf_counter()
     n = c.size
@@ -97,6 +101,9 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
     z = np.maximum(np.abs(c), 1.0)
     s = np.where(bnd, 1.0, 0.0)
     y = np.zeros(b.size)
+    if start is not None:
+        x, w, y, z, s = (np.array(v, dtype=float) for v in start)
+    snapshot = None
     nb = int(bnd.sum())
     b_norm, c_norm = 1.0 + np.linalg.norm(b), 1.0 + np.linalg.norm(c)
     msg = "iteration limit"
@@ -116,6 +123,8 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
             converged, msg = True, "converged"
             break
         merit = max(p_res, d_res, gap)
+        if snapshot is None and merit < snapshot_below and it > 0:
+            snapshot = (x, w, y, z, s)
         if accept is not None and merit < accept_below and accept(x, y, merit):
             converged, msg = True, "accepted"
             break
@@ -185,4 +194,5 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         log.debug("ipm %3d: sigma %.2e step primal %.3f dual %.3f", it, sigma, ap, ad)
         x, w = x + ap * dx, np.where(bnd, w + ap * dw, 1.0)
         y, z, s = y + ad * dy, z + ad * dz, np.where(bnd, s + ad * ds, 0.0)
-    return IPMResult(converged, x, y, z, s, it + 1, pobj, dobj, gap, p_res, d_res, time.perf_counter() - t0, msg)
+    return IPMResult(converged, x, y, z, s, it + 1, pobj, dobj, gap, p_res, d_res, time.perf_counter() - t0, msg,
+                     snapshot)
