@@ -152,7 +152,7 @@ def test_warm_start_carries_a_round_onto_the_next():
     net = original_network(spec)
     keep0 = initial_margin_rows(spec, net)
     lp0 = build_ipm_lp(spec, net, keep0)
-    snap = solve_ipm(lp0.op, lp0.c, lp0.b, lp0.ub, snapshot_below=1.0).snapshot
+    snap = solve_ipm(lp0.op, lp0.c, lp0.b, lp0.ub, snapshot_below=(1.0,)).snapshots[0]
     n_cls = spec.weights[-1].shape[0]
     extra = np.arange(spec.n_edit_points * (n_cls - 1), spec.inputs.shape[0] * (n_cls - 1), 7)
     keep1 = np.union1d(keep0, extra)

@@ -41,7 +41,7 @@ from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, idle_cores
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.formulation import TIGHTEN, IpmLP, build_ipm_lp
-from alexnet_repair.repair.lp.ipm.warm import warm_start
+from alexnet_repair.repair.lp.ipm.warm import WARM, round_start
 from alexnet_repair.repair.lp.network import objective_value, output_changes
 from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, row_margins
 from alexnet_repair.solvers import SolveOptions, Status
@@ -62,9 +62,6 @@ DROP_SLACK = 0.25  # lazy rows leave again while their slack > DROP_SLACK * marg
 DROP_ROUNDS = 4  # rows leave only in the first DROP_ROUNDS rounds; after that rows only join, so the loop ends
 MAX_ROUNDS = 6  # without preserve points: rounds before column generation takes over
 EARLY = 1e-4  # a round ends as soon as its iterate is this accurate and misses a row of the exact LP
-WARM = 0.3  # each round after the first starts from the last round's first iterate with merit below WARM, mapped
-#             onto its LP (warm.py); 0: cold starts. seed0 + 1,000 preserve images, LP: 25.5 s cold, 17.3 s at 0.3
-#             (18.2-19.0 s at 0.1-1.0; 36 s at 1e-2, 49 s at 1e-3: a late iterate blocks the new rows' steps)
 MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
 
 
@@ -214,11 +211,11 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
     cert = None
     has_preserve = spec.n_edit_points < spec.inputs.shape[0]
     threads = (options.threads if options else None) or idle_cores()
-    prev = None  # the last round's LP's column keys, row keys, upper bounds and snapshot iterate
+    prev = None  # what the next round's warm start needs of this one (see warm.round_start)
     for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
         tb = time.perf_counter()
         lp = build_ipm_lp(spec, net, keep)
-        start = warm_start(prev, lp) if prev is not None and prev[3] is not None else None
+        start = round_start(prev, keep, lp)
         build += time.perf_counter() - tb
         state = {}
 
@@ -231,7 +228,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         with blas_threads(threads):
             res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
                             infeasible=lambda y: farkas(lp, y), start=start, snapshot_below=WARM)
-        prev = (lp.col_keys, lp.row_keys, lp.ub, res.snapshot)
+        prev = (lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
         if res.message == "infeasible":
             ipm_time += res.time
             iters["ipm"] += res.iterations

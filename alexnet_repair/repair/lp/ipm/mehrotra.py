@@ -38,7 +38,7 @@ class IPMResult:
     d_res: float
     time: float
     message: str
-    snapshot: tuple | None = None  # (x, w, y, z, s) of the first iterate with merit below ``snapshot_below``
+    snapshots: list | None = None  # per level of ``snapshot_below``: (x, w, y, z, s) of the first iterate below it
 
 
 def normal_solve(op, theta: np.ndarray, rhs: np.ndarray, max_iter: int = 2, tol: float = 1e-13) -> np.ndarray:
@@ -77,7 +77,7 @@ def _max_step(v: np.ndarray, dv: np.ndarray) -> float:
 def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-10,
               max_iter: int = 100, deadline: float | None = None, accept=None, accept_below: float = 1e-6,
               refine: int = 10, correctors: int = 1, infeasible=None, reg_primal: float = 1e-8,
-              start: tuple | None = None, snapshot_below: float = 0.0) -> IPMResult:
+              start: tuple | None = None, snapshot_below=()) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
     ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
@@ -90,7 +90,8 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
     ``infeasible(y) -> bool`` is asked from iteration 5 on while the primal residual stays above 1e-6: True
     (the caller proved infeasibility from y, a Farkas ray) ends the run with message "infeasible".
     ``start`` = (x, w, y, z, s): a warm start (e.g. a mapped snapshot of a run on a nearby LP) instead of the
-    default point; the result's ``snapshot`` is the first iterate after the start with merit below ``snapshot_below``.
+    default point; the result's ``snapshots[k]`` is the first iterate after the start with merit below
+    ``snapshot_below[k]`` (None if none was).
     """
     t0 = time.perf_counter()
     n = c.size
@@ -103,7 +104,7 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
     y = np.zeros(b.size)
     if start is not None:
         x, w, y, z, s = (np.array(v, dtype=float) for v in start)
-    snapshot = None
+    snapshots = [None] * len(snapshot_below)
     nb = int(bnd.sum())
     b_norm, c_norm = 1.0 + np.linalg.norm(b), 1.0 + np.linalg.norm(c)
     msg = "iteration limit"
@@ -123,8 +124,9 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
             converged, msg = True, "converged"
             break
         merit = max(p_res, d_res, gap)
-        if snapshot is None and merit < snapshot_below and it > 0:
-            snapshot = (x, w, y, z, s)
+        for k, level in enumerate(snapshot_below):
+            if snapshots[k] is None and merit < level and it > 0:
+                snapshots[k] = (x, w, y, z, s)
         if accept is not None and merit < accept_below and accept(x, y, merit):
             converged, msg = True, "accepted"
             break
@@ -195,4 +197,4 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         x, w = x + ap * dx, np.where(bnd, w + ap * dw, 1.0)
         y, z, s = y + ad * dy, z + ad * dz, np.where(bnd, s + ad * ds, 0.0)
     return IPMResult(converged, x, y, z, s, it + 1, pobj, dobj, gap, p_res, d_res, time.perf_counter() - t0, msg,
-                     snapshot)
+                     snapshots)

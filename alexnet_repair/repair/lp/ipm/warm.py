@@ -6,7 +6,8 @@ Columns and rows are matched by formulation's keys; matched ones keep their valu
 v+ - v- takes the value its D row gives at the snapshot's weights, a new margin row's surplus its row's
 activity (at least ``floor``), so only violated rows start with a residual; each new column's dual is the
 snapshot's complementarity mu over its value, new rows' multipliers start at 0; then every value is shifted
-away from its bound (SHIFT). The infeasible-start IPM removes the rest. Nothing here needs trust: every point is certified independently.
+away from its bound (SHIFT). The infeasible-start IPM removes the rest. Nothing here needs trust: every point
+is certified independently.
 """
 
 from __future__ import annotations
@@ -15,9 +16,16 @@ import numpy as np
 
 from alexnet_repair.repair.lp.ipm.formulation import COL_KINDS, ROW_D, ROW_MARGIN, IpmLP
 
+WARM = (1.0, 0.3)  # each round after the first starts from an iterate of the last round, mapped onto its LP:
+#                   the first with merit below WARM[0] when more than WARM_SHARE of its rows are new,
+#                   else the first below WARM[1]. LP alone, against cold starts: seed0 + 1,000 preserve images
+#                   25.5 -> 16.1 s, digits 33.7 -> 23.3 s; always WARM[1]: 15.7 s, 25.8 s (at 1e-2: 36 s for seed0:
+#                   a late iterate blocks the new rows' steps)
+WARM_SHARE = 0.25
 SHIFT = 0.5  # every x, w grows by SHIFT * (x.z + w.s) / (sum z + sum s), every z, s likewise (Mehrotra's shift
 #             of a starting point): the snapshot's small values would otherwise block the steps. Digits + 1,000
-#             preserve images, LP: no shift 44.0 s, 0.5 34.1 s, 1.0 35.1 s (cold start 33.7 s)
+#             preserve images, LP, every round from the iterate below 0.3: no shift 44.0 s, 0.5 34.1 s, 1.0
+#             35.1 s (cold starts 33.7 s)
 
 
 def lookup(keys: np.ndarray, old_keys: np.ndarray) -> np.ndarray:
@@ -69,3 +77,13 @@ def warm_start(old: tuple, new: IpmLP) -> tuple:
     ri = lookup(new.row_keys, old_rows)
     y = np.where(ri >= 0, y0[np.maximum(ri, 0)], 0.0)
     return x, w, y, z, s
+
+
+def round_start(prev: tuple | None, keep: np.ndarray, new: IpmLP) -> tuple | None:
+    """The start of a round's IPM (None: cold) from ``prev`` = (col_keys, row_keys, ub, snapshots at WARM, keep)
+    of the last round: its earlier snapshot when more than WARM_SHARE of the margin rows ``keep`` are new."""
+    if prev is None:
+        return None
+    new_share = np.setdiff1d(keep, prev[4]).size / max(keep.size, 1)
+    snap = prev[3][0 if new_share > WARM_SHARE else 1]
+    return warm_start(prev[:3] + (snap,), new) if snap is not None else None
