@@ -50,10 +50,10 @@ def warm_start(old: tuple, new: IpmLP) -> tuple:
     x = np.zeros(new.c.size)
     x[hit] = x0[ci[hit]]
     kind, sub = new.col_keys >> 40, new.col_keys & ((1 << 40) - 1)
-    d_row = lookup((ROW_D << 40) + sub, new.row_keys)
     vp = np.flatnonzero(~hit & (kind == COL_KINDS["v+"]))
-    vm = np.flatnonzero(~hit & (kind == COL_KINDS["v-"]))
-    val = (new.b - new.op.matvec(x))[d_row[vp]]  # v+ - v- the D row asks for (v+/v- of a row are new together)
+    vm = np.flatnonzero(~hit & (kind == COL_KINDS["v-"]))  # v+ and v- of a logit change are new together
+    d_row = lookup((ROW_D << 40) + sub[vp], new.row_keys)
+    val = (new.b - new.op.matvec(x))[d_row]  # the v+ - v- its D row asks for at the snapshot's weights
     x[vp], x[vm] = np.maximum(val, 0.0) + floor, np.maximum(-val, 0.0) + floor
     sp_ = np.flatnonzero(~hit & (kind == COL_KINDS["s"]))
     m_row = lookup((ROW_MARGIN << 40) + sub[sp_], new.row_keys)
