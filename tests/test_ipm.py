@@ -13,7 +13,7 @@ from alexnet_repair.repair.lp.ipm.certified import certify, farkas, initial_marg
 from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
-from alexnet_repair.repair.lp.ipm.warm import lookup, warm_start
+from alexnet_repair.repair.lp.ipm.warm import LastRound, lookup, warm_start
 from alexnet_repair.repair.lp.network import original_network, output_changes
 from alexnet_repair.repair.lp.synthetic import make_instance
 from alexnet_repair.solvers import Status
@@ -157,7 +157,7 @@ def test_warm_start_carries_a_round_onto_the_next():
     extra = np.arange(spec.n_edit_points * (n_cls - 1), spec.inputs.shape[0] * (n_cls - 1), 7)
     keep1 = np.union1d(keep0, extra)
     lp1 = build_ipm_lp(spec, net, keep1)
-    x, w, y, z, s = warm_start((lp0.col_keys, lp0.row_keys, lp0.ub, snap), lp1)
+    x, w, y, z, s = warm_start(LastRound(lp0.col_keys, lp0.row_keys, lp0.ub, [snap], keep0), snap, lp1)
     bnd = np.isfinite(lp1.ub)
     assert (x > 0).all() and (z > 0).all() and (w[bnd] > 0).all() and (s[bnd] > 0).all()
     n_w = lp1.op.n_w

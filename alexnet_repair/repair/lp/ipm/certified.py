@@ -41,7 +41,7 @@ from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, idle_cores
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.formulation import TIGHTEN, IpmLP, build_ipm_lp
-from alexnet_repair.repair.lp.ipm.warm import WARM, round_start
+from alexnet_repair.repair.lp.ipm.warm import WARM, LastRound, round_start
 from alexnet_repair.repair.lp.network import objective_value, output_changes
 from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, row_margins
 from alexnet_repair.solvers import SolveOptions, Status
@@ -211,7 +211,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
     cert = None
     has_preserve = spec.n_edit_points < spec.inputs.shape[0]
     threads = (options.threads if options else None) or idle_cores()
-    prev = None  # what the next round's warm start needs of this one (see warm.round_start)
+    prev = None  # a LastRound: what the next round's warm start needs of this one
     for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
         tb = time.perf_counter()
         lp = build_ipm_lp(spec, net, keep)
@@ -228,7 +228,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         with blas_threads(threads):
             res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
                             infeasible=lambda y: farkas(lp, y), start=start, snapshot_below=WARM)
-        prev = (lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
+        prev = LastRound(lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
         if res.message == "infeasible":
             ipm_time += res.time
             iters["ipm"] += res.iterations

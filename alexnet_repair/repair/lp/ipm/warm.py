@@ -12,6 +12,8 @@ is certified independently.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from alexnet_repair.repair.lp.ipm.formulation import COL_KINDS, ROW_D, ROW_MARGIN, IpmLP
@@ -28,6 +30,18 @@ SHIFT = 0.5  # every x, w grows by SHIFT * (x.z + w.s) / (sum z + sum s), every 
 #             35.1 s (cold starts 33.7 s)
 
 
+@dataclass
+class LastRound:
+    """What the next round's warm start needs of a round: its LP's keys and upper bounds, the IPM's snapshots
+    (one per level of WARM, None where the merit never fell below it) and the margin rows it held."""
+
+    col_keys: np.ndarray
+    row_keys: np.ndarray
+    ub: np.ndarray
+    snapshots: list
+    keep: np.ndarray
+
+
 def lookup(keys: np.ndarray, old_keys: np.ndarray) -> np.ndarray:
     """For each of ``keys`` its position in ``old_keys``, or -1."""
     if not old_keys.size:
@@ -37,15 +51,14 @@ def lookup(keys: np.ndarray, old_keys: np.ndarray) -> np.ndarray:
     return np.where(old_keys[order[pos]] == keys, order[pos], -1)
 
 
-def warm_start(old: tuple, new: IpmLP) -> tuple:
-    """(x, w, y, z, s) for ``new`` from ``old`` = (col_keys, row_keys, ub, snapshot (x, w, y, z, s)) of an IPM run
-    on the last round's LP."""
-    old_cols, old_rows, old_ub, (x0, w0, y0, z0, s0) = old
-    b0 = np.isfinite(old_ub)
+def warm_start(old: LastRound, snapshot: tuple, new: IpmLP) -> tuple:
+    """(x, w, y, z, s) for ``new`` from one of the last round's snapshots (x, w, y, z, s)."""
+    x0, w0, y0, z0, s0 = snapshot
+    b0 = np.isfinite(old.ub)
     mu = float(x0 @ z0 + w0[b0] @ s0[b0]) / (x0.size + int(b0.sum()))
     floor = np.sqrt(mu)
     bnd = np.isfinite(new.ub)
-    ci = lookup(new.col_keys, old_cols)
+    ci = lookup(new.col_keys, old.col_keys)
     hit = ci >= 0
     x = np.zeros(new.c.size)
     x[hit] = x0[ci[hit]]
@@ -74,16 +87,16 @@ def warm_start(old: tuple, new: IpmLP) -> tuple:
         dz = SHIFT * xz / (x.sum() + w[bnd].sum())
         x, z = x + dx, z + dz
         w, s = np.where(bnd, w + dx, 1.0), np.where(bnd, s + dz, 0.0)
-    ri = lookup(new.row_keys, old_rows)
+    ri = lookup(new.row_keys, old.row_keys)
     y = np.where(ri >= 0, y0[np.maximum(ri, 0)], 0.0)
     return x, w, y, z, s
 
 
-def round_start(prev: tuple | None, keep: np.ndarray, new: IpmLP) -> tuple | None:
-    """The start of a round's IPM (None: cold) from ``prev`` = (col_keys, row_keys, ub, snapshots at WARM, keep)
-    of the last round: its earlier snapshot when more than WARM_SHARE of the margin rows ``keep`` are new."""
+def round_start(prev: LastRound | None, keep: np.ndarray, new: IpmLP) -> tuple | None:
+    """The start of a round's IPM (None: cold): the last round's earlier snapshot when more than WARM_SHARE of
+    the margin rows ``keep`` are new, else its later one."""
     if prev is None:
         return None
-    new_share = np.setdiff1d(keep, prev[4]).size / max(keep.size, 1)
-    snap = prev[3][0 if new_share > WARM_SHARE else 1]
-    return warm_start(prev[:3] + (snap,), new) if snap is not None else None
+    new_share = np.setdiff1d(keep, prev.keep).size / max(keep.size, 1)
+    snap = prev.snapshots[0 if new_share > WARM_SHARE else 1]
+    return warm_start(prev, snap, new) if snap is not None else None
