@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import solve_repair_lp
 from alexnet_repair.repair.lp.ipm.certified import certify, farkas, initial_margin_rows
-from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
+from alexnet_repair.repair.lp.ipm.formulation import KIND_SHIFT, ROW_D, build_ipm_lp
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
 from alexnet_repair.repair.lp.ipm.warm import LastRound, lookup, warm_start
@@ -163,7 +163,7 @@ def test_warm_start_carries_a_round_onto_the_next():
     n_w = lp1.op.n_w
     dw_old = snap[0][: n_w // 2] - snap[0][n_w // 2: n_w]
     assert np.allclose(x[: n_w // 2] - x[n_w // 2: n_w], dw_old)    # the weight changes carry over
-    new_d = np.flatnonzero((lookup(lp1.row_keys, lp0.row_keys) < 0) & (lp1.row_keys >> 40 == 1))
+    new_d = np.flatnonzero((lookup(lp1.row_keys, lp0.row_keys) < 0) & (lp1.row_keys >> KIND_SHIFT == ROW_D))
     assert new_d.size > 0
     assert np.abs((lp1.b - lp1.op.matvec(x))[new_d]).max() < 1e-9   # new logit changes meet their D rows
     cold = solve_ipm(lp1.op, lp1.c, lp1.b, lp1.ub)

@@ -118,7 +118,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
                                    np.r_[ew, np.full(k, t)])), shape=(k, cols.n)))
         b_parts.append(np.zeros(k))
     ax = sp.vstack(parts).tocsc()
-    col_keys, row_keys = _keys(cols, member, keep, n_w, [p.shape[0] for p in parts], margin_part=L)
+    col_keys, row_keys = _keys(cols, member, keep, n_w, [p.shape[0] for p in parts], L)
     b_exact = np.concatenate(b_parts)
     e_mask = np.zeros(ax.shape[0], dtype=bool)
     e_mask[n_before_e:] = True
@@ -181,22 +181,28 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
 
 COL_KINDS = {"v+": 1, "v-": 2, "u": 3, "db1+": 4, "db1-": 5, "s": 6, "e_v": 7, "e_db": 8, "t": 9, "e_w": 10}
 ROW_D, ROW_MARGIN = 1, 3  # kinds of the D rows and the margin rows in row_keys
+KIND_SHIFT = 40  # a key is kind << KIND_SHIFT | index
 
 
-def _keys(cols: lr.Layout, member: np.ndarray, keep: np.ndarray, n_w: int, row_counts: list[int], margin_part: int):
-    """Integer keys of the columns and rows, kind << 40 | index, where the index names the same variable or row
+def key(kind, index):
+    return (np.asarray(kind, dtype=np.int64) << KIND_SHIFT) + index
+
+
+def _keys(cols: lr.Layout, member: np.ndarray, keep: np.ndarray, n_w: int, row_counts: list[int], n_layers: int):
+    """Integer keys (``key``) of the columns and rows, where the index names the same variable or row
     in every round: a logit change and its D row (last layer) by (point, output), a margin row and its surplus by
     the row's number, the rest by position. The dW columns are 0..n_w-1; column kinds are COL_KINDS, row kinds
     ROW_D, ROW_MARGIN, the rest 10 + their part's place."""
     col = np.empty(cols.n, dtype=np.int64)
     for name, idx in cols.blocks.items():
         sub = np.flatnonzero(member) if name in ("v+", "v-") else keep if name == "s" else np.arange(idx.size)
-        col[idx.ravel()] = (COL_KINDS[name] << 40) + sub
+        col[idx.ravel()] = key(COL_KINDS[name], sub)
     rows = []
+    margin_part = n_layers  # row parts: D, [V (hidden layer)], margin, [E...], [Ew]
     for part, count in enumerate(row_counts):
         kind = ROW_D if part == 0 else ROW_MARGIN if part == margin_part else 10 + part
-        sub = keep if part == margin_part else np.flatnonzero(member) if part == 0 and margin_part == 1 else np.arange(count)
-        rows.append((kind << 40) + sub)
+        sub = keep if part == margin_part else np.flatnonzero(member) if part == 0 and n_layers == 1 else np.arange(count)
+        rows.append(key(kind, sub))
     return np.r_[np.arange(n_w), col], np.concatenate(rows)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alexnet_repair.repair.lp.ipm.formulation import COL_KINDS, ROW_D, ROW_MARGIN, IpmLP
+from alexnet_repair.repair.lp.ipm.formulation import COL_KINDS, KIND_SHIFT, ROW_D, ROW_MARGIN, IpmLP, key
 
 WARM = (1.0, 0.3)  # each round after the first starts from an iterate of the last round, mapped onto its LP:
 #                   the first with merit below WARM[0] when more than WARM_SHARE of its rows are new,
@@ -62,14 +62,14 @@ def warm_start(old: LastRound, snapshot: tuple, new: IpmLP) -> tuple:
     hit = ci >= 0
     x = np.zeros(new.c.size)
     x[hit] = x0[ci[hit]]
-    kind, sub = new.col_keys >> 40, new.col_keys & ((1 << 40) - 1)
+    kind, sub = new.col_keys >> KIND_SHIFT, new.col_keys & ((1 << KIND_SHIFT) - 1)
     vp = np.flatnonzero(~hit & (kind == COL_KINDS["v+"]))
     vm = np.flatnonzero(~hit & (kind == COL_KINDS["v-"]))  # v+ and v- of a logit change are new together
-    d_row = lookup((ROW_D << 40) + sub[vp], new.row_keys)
+    d_row = lookup(key(ROW_D, sub[vp]), new.row_keys)
     val = (new.b - new.op.matvec(x))[d_row]  # the v+ - v- its D row asks for at the snapshot's weights
     x[vp], x[vm] = np.maximum(val, 0.0) + floor, np.maximum(-val, 0.0) + floor
     sp_ = np.flatnonzero(~hit & (kind == COL_KINDS["s"]))
-    m_row = lookup((ROW_MARGIN << 40) + sub[sp_], new.row_keys)
+    m_row = lookup(key(ROW_MARGIN, sub[sp_]), new.row_keys)
     x[sp_] = np.maximum(-(new.b - new.op.matvec(x))[m_row], floor)
     rest = ~hit & (x == 0)
     x[rest] = 1.0
