@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny CIFAR-format dataset on disk, tiny AlexNets and their checkpoints, a scratch workdir.
 
 - ``cifar_dir``        a folder holding ``cifar-10-batches-py`` in the real pickle layout (5 x 20 train images,
-                       100 test images, 10 per class), read through torchvision's reader ("cifar10-folder").
+                       100 test images, 10 per class), read by the CIFAR-format folder reader ("cifar10-folder").
 - ``cifar_test`` / ``cifar_train``  those splits loaded with ``data.load_split``.
 - ``tiny_model``       ``small_alexnet(scale=16)`` with seed 0 (untrained; mostly predicts one class).
 - ``tiny_checkpoint``  that model saved to a file.

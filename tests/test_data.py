@@ -1,4 +1,5 @@
-"""CIFAR-10 loading through torchvision's reader, preprocessing, and the offline synthetic set."""
+"""CIFAR-10 loading (torchvision for the official files, our reader for CIFAR-format folders), preprocessing, and the
+offline synthetic set."""
 
 import numpy as np
 import pytest
@@ -18,6 +19,44 @@ def test_cifar_format_folder_loads_with_a_warning(cifar_dir, caplog):
     assert "md5" in caplog.text
     train = load_split("cifar10", "train", cifar_dir, download=False)
     assert len(train) == 100
+
+
+def test_official_file_table_matches_torchvision():
+    from torchvision.datasets import CIFAR10
+
+    from alexnet_repair.data import CIFAR_FILES, CIFAR_FOLDER, CIFAR_META
+
+    assert CIFAR_FOLDER == CIFAR10.base_folder and CIFAR_META[0] == CIFAR10.meta["filename"]
+    assert [n for n, _ in CIFAR_FILES["train"]] == [n for n, _ in CIFAR10.train_list]
+    assert [n for n, _ in CIFAR_FILES["test"]] == [n for n, _ in CIFAR10.test_list]
+
+
+def test_a_cifar_format_folder_loads_without_importing_torchvision(cifar_dir):
+    """Files of other sizes than the official ones are read directly: torchvision's import is 1.5 s of a run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from alexnet_repair.data import load_split; "
+            f"s = load_split('cifar10', 'test', {str(cifar_dir)!r}, download=False); "
+            "print(s.dataset, len(s), 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["cifar10-folder", "100", "False"]
+
+
+def test_files_of_the_official_sizes_go_through_torchvision(cifar_dir, monkeypatch):
+    """A folder whose files have the official sizes is handed to torchvision, which checks the md5 sums; these are
+    not the official files, so it refuses and the folder reader reads them."""
+    from alexnet_repair import data
+
+    folder = cifar_dir / "cifar-10-batches-py"
+    sizes = {f.name: f.stat().st_size for f in folder.iterdir()}
+    monkeypatch.setattr(data, "CIFAR_META", (data.CIFAR_META[0], sizes[data.CIFAR_META[0]]))
+    monkeypatch.setattr(data, "CIFAR_FILES", {k: tuple((n, sizes[n]) for n, _ in v) for k, v in data.CIFAR_FILES.items()})
+    asked = []
+    real = data._torchvision_cifar
+    monkeypatch.setattr(data, "_torchvision_cifar", lambda *a, **k: asked.append(a) or real(*a, **k))
+    split = load_split("cifar10", "test", cifar_dir, download=False)
+    assert asked and split.dataset == "cifar10-folder" and len(split) == 100
 
 
 def test_pixels_survive_the_pickle_round_trip(cifar_dir):
