@@ -33,7 +33,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_files(files: dict) -> list[Path]:
-    """Write several files ({path: bytes}) together: every temporary file is written and synced first, then
+    """Write several files ({path: bytes, or a function that writes them to a binary handle: no copy of a large
+    payload in memory}) together: every temporary file is written and synced first, then
     they are renamed into place in order. When a rename fails, the files already replaced get their old
     contents back (from a hard link or copy kept beside them), so the set stays the old one; only a hard kill
     between two renames can leave it mixed (the edit-set loader detects that). No temporary file is left."""
@@ -68,13 +69,14 @@ def atomic_write_files(files: dict) -> list[Path]:
     return [path for path, _ in items]
 
 
-def _write_temp(path: Path, data: bytes) -> str:
-    """A synced temporary copy of ``data`` beside ``path``, with the permissions open() would give."""
+def _write_temp(path: Path, data) -> str:
+    """A synced temporary copy of ``data`` (bytes, or ``data(handle)`` writes them) beside ``path``, with the
+    permissions open() would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            data(handle) if callable(data) else handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600

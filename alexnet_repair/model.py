@@ -11,7 +11,6 @@ Layer widths are read from the tensors' shapes, so narrow test instances load th
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from .errors import CheckpointError, UsageError
-from .fileio import atomic_write_bytes, load_tensor_file
+from .fileio import atomic_write_files, load_tensor_file
 
 NUM_CLASSES = 10
 CANONICAL_CHANNELS = (64, 192, 384, 256, 256)
@@ -157,9 +156,8 @@ def load_checkpoint(path: str | Path) -> AlexNet:
 
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     """Atomically write ``model.state_dict()`` (a plain, torchvision-style state dict) to ``path``."""
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buffer)
-    return atomic_write_bytes(path, buffer.getvalue())
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return atomic_write_files({path: lambda handle: torch.save(state, handle)})[0]
 
 
 def file_sha256(path: str | Path) -> str:

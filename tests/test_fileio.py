@@ -110,6 +110,21 @@ def test_a_new_pair_is_not_half_written(workdir, monkeypatch, fitted_model, cifa
     assert os.listdir(workdir / "sets") == []
 
 
+def test_a_checkpoint_failing_mid_write_keeps_the_old_file(tmp_path, monkeypatch):
+    """save_checkpoint streams into the temporary file: a disk filling up half-way loses nothing either."""
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"old contents")
+
+    def half_then_full(obj, handle):
+        handle.write(b"x" * 1000)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", half_then_full)
+    with pytest.raises(UsageError, match="No space left"):
+        save_checkpoint(small_alexnet(scale=16, seed=0), path)
+    assert path.read_bytes() == b"old contents" and _leftovers(tmp_path) == []
+
+
 def test_a_successful_write_replaces_and_keeps_permissions(tmp_path):
     path = tmp_path / "model.pth"
     path.write_bytes(b"old")

@@ -11,7 +11,6 @@ entries (epoch, optimizer ...) are dropped and named in the result.
 
 from __future__ import annotations
 
-import io
 import pickle
 import re
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, UsageError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_files
 from ..model import load_checkpoint, model_from_state_dict, normalize_keys
 
 LAYOUTS = ("plain", "flat")
@@ -80,8 +79,6 @@ def convert_checkpoint(source: str | Path, to: str, output: str | Path | None = 
     state, dropped = unwrap(obj, str(source))
     converted = to_plain(state) if to == "plain" else to_flat(state)
     model_from_state_dict(converted, source=f"{source} converted to {to}")  # still loads
-    buffer = io.BytesIO()
-    torch.save(converted, buffer)
-    atomic_write_bytes(output, buffer.getvalue())
+    atomic_write_files({output: lambda handle: torch.save(converted, handle)})
     return {"source": str(source), "source_layout": layout_of(state), "output": str(output), "layout": to,
             "tensors": len(converted), "dropped_wrapper_entries": dropped}
