@@ -101,3 +101,15 @@ def test_preserve_set_never_overlaps_the_edit_or_held_out_images(fitted_model, c
     again = preserve_set_for(fitted_model, es, RepairConfig(preserve=5, preserve_split="test"), lambda s: cifar_test,
                              seed=1)
     assert again.indices.tolist() == preserve.indices[:5].tolist()   # seeded: the same draw
+
+
+@pytest.mark.parametrize("layer", ["classifier.6", "classifier.4"])
+def test_the_draw_keeps_the_repaired_layers_inputs_of_its_images(fitted_model, cifar_train, layer):
+    """The repair reuses the draw's own pass: the kept inputs are the float32 prefix's, bit for bit."""
+    from alexnet_repair.repair.bridge import layer_inputs
+
+    preserve = draw_preserve_set(fitted_model, cifar_train, 30, seed=2, layer=layer)
+    kept = preserve.layer_inputs(layer)
+    assert kept is not None and kept.shape[0] == len(preserve) > 0
+    assert torch.equal(kept, layer_inputs(fitted_model, preserve.images, layer, dtype=torch.float32))
+    assert preserve.layer_inputs("classifier.1") is None

@@ -82,4 +82,4 @@ def preserve_set_for(model, editset, config: RepairConfig, load, seed: int = 0, 
     if editset.meta.get("split", "test") == config.preserve_split:
         exclude = np.r_[editset.indices, editset.holdout_indices]
     return draw_preserve_set(model, load(config.preserve_split), config.preserve, config.preserve_margin, seed,
-                             exclude, device)
+                             exclude, device, layer=config.layer)

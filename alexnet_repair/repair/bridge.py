@@ -95,13 +95,19 @@ def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: 
     inputs = layer_inputs(model, images, config.layer, device, dtype=torch.float32).double().numpy()
     kept = {}
     if preserve is not None and len(preserve):
-        kept = dict(preserve_inputs=layer_inputs(model, preserve.images, config.layer, device,
-                                                 dtype=torch.float32).double().numpy(),
+        kept = dict(preserve_inputs=preserve_layer_inputs(model, preserve, config.layer, device).double().numpy(),
                     preserve_labels=preserve.labels.numpy().astype(np.int64), preserve_margin=preserve.margin)
     return LPSpec(inputs=inputs, targets=labels.numpy().astype(np.int64), **kept,
                   weights=[m.weight.detach().double().cpu().numpy() for m in linears],
                   biases=[m.bias.detach().double().cpu().numpy() for m in linears],
                   rows=rows, param_bound=config.param_bound, margin=config.margin, objective=config.objective)
+
+
+def preserve_layer_inputs(model: AlexNet, preserve, layer: str, device="cpu") -> torch.Tensor:
+    """(P, in_k) float32 input of ``layer`` for the preserve images: kept from the draw's pass when it was (the
+    same float32 prefix), else computed."""
+    kept = preserve.layer_inputs(layer)
+    return kept if kept is not None else layer_inputs(model, preserve.images, layer, device, dtype=torch.float32)
 
 
 def apply_solution(model: AlexNet, layer: str, rows, dW: np.ndarray, db: list[np.ndarray]) -> AlexNet:

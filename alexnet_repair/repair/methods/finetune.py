@@ -22,7 +22,7 @@ import torch
 from alexnet_repair.errors import UsageError
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.model import CLASSIFIER_LINEARS
-from alexnet_repair.repair.bridge import apply_solution, layer_inputs, prepare
+from alexnet_repair.repair.bridge import apply_solution, layer_inputs, prepare, preserve_layer_inputs
 from alexnet_repair.repair.types import RepairResult
 from alexnet_repair.repair.verify import verify
 
@@ -129,7 +129,7 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     pool = replay_features(model, replay, config.layer, ft, device)
     keep = None
     if preserve is not None and len(preserve):
-        keep = (layer_inputs(model, preserve.images, config.layer, device, dtype=torch.float32).to(device),
+        keep = (preserve_layer_inputs(model, preserve, config.layer, device).to(device),
                 preserve.labels.to(device), preserve.margin + ft.margin_slack)
     gen = torch.Generator().manual_seed(ft.seed)
     lr = ft.lr or DEFAULT_LR[ft.optimizer]
