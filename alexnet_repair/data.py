@@ -25,6 +25,7 @@ DATASETS = ("cifar10", "synthetic")
 RESIZE, CROP = 70, 64
 SYNTHETIC_SIZES = {"train": 8000, "test": 2000}
 SYNTHETIC_SEED = 0
+SYNTHETIC_CHUNK = 500  # synthetic images built per step
 
 
 @dataclass
@@ -245,45 +246,54 @@ def synthetic_split(split: str, seed: int = 0, size: int | None = None) -> Split
     75-90% test accuracy and has real misclassifications to repair. Train and test are drawn independently.
     """
     n = size if size is not None else SYNTHETIC_SIZES[split]
-    protos = _smooth_noise(np.random.default_rng(seed), 10, grid=4)                    # (10, 32, 32, 3)
+    protos = _upsample(np.random.default_rng(seed).uniform(0, 1, size=(10, 3, 4, 4)).astype(np.float32))
     rng = np.random.default_rng([seed, 1 if split == "train" else 2])
     labels = np.arange(n) % 10
     rng.shuffle(labels)
     other = (labels + rng.integers(1, 10, size=n)) % 10
     weight = rng.uniform(0.4, 1.0, size=(n, 1, 1, 1))
-    # x = w * a + (1 - w) * b, then 0.75 * x + 0.25 * smooth + N(0, 0.06), computed in place: the same float64
-    # operations in the same order (identical pixels), without a fresh 200 MB array per step (page faults)
-    x, b = _shifted(protos, labels, rng), _shifted(protos, other, rng)
-    np.multiply(x, weight, out=x)
-    np.multiply(b, 1 - weight, out=b)
-    x += b
-    x *= 0.75
-    smooth = _smooth_noise(rng, n, grid=3)
-    smooth *= 0.25
-    x += smooth
-    rng.standard_normal(out=b)  # what rng.normal(0, 0.06) draws, before its scale
-    b *= 0.06
-    x += b
-    x *= 255
-    images = np.clip(np.round(x, out=x), 0, 255, out=x).astype(np.uint8)
+    # x = w * a + (1 - w) * b, then 0.75 * x + 0.25 * smooth + N(0, 0.06): every random draw for all images first,
+    # in the original order, then the pixels chunk by chunk (the same float64 operations in the same order, so the
+    # same pixels as one pass over all images, without fresh 200 MB arrays: on a VM their page faults cost seconds)
+    where_a, where_b = _shift_index(labels, rng), _shift_index(other, rng)
+    coarse = rng.uniform(0, 1, size=(n, 3, 3, 3)).astype(np.float32)  # smooth backgrounds, before upsampling
+    images = np.empty((n, 32, 32, 3), dtype=np.uint8)
+    for lo in range(0, n, SYNTHETIC_CHUNK):
+        part = slice(lo, min(lo + SYNTHETIC_CHUNK, n))
+        x, b = _gather(protos, labels, where_a, part), _gather(protos, other, where_b, part)
+        np.multiply(x, weight[part], out=x)
+        np.multiply(b, 1 - weight[part], out=b)
+        x += b
+        x *= 0.75
+        x += _upsample(coarse[part]) * 0.25
+        rng.standard_normal(out=b)  # what rng.normal(0, 0.06) draws, before its scale
+        b *= 0.06
+        x += b
+        x *= 255
+        images[part] = np.clip(np.round(x, out=x), 0, 255, out=x)
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), "synthetic", split,
                  f"synthetic(seed={seed}, n={n})")
 
 
-def _smooth_noise(rng: np.random.Generator, n: int, grid: int) -> np.ndarray:
-    """(n, 32, 32, 3) smooth random colour fields in [0, 1]: a (grid x grid) random image, bilinearly upsampled."""
-    coarse = torch.from_numpy(rng.uniform(0, 1, size=(n, 3, grid, grid)).astype(np.float32))
-    fine = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=True)
+def _upsample(coarse: np.ndarray) -> np.ndarray:
+    """(n, 3, g, g) float32 random colours -> (n, 32, 32, 3) float64 smooth colour fields (bilinear)."""
+    fine = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(32, 32), mode="bilinear",
+                                           align_corners=True)
     return fine.permute(0, 2, 3, 1).numpy().astype(np.float64)
 
 
-def _shifted(images: np.ndarray, which: np.ndarray, rng: np.random.Generator, max_shift: int = 4) -> np.ndarray:
-    """images[which], each rolled by a random (dy, dx) in [-max_shift, max_shift] and half of them flipped
-    horizontally (one gather, no copy of images[which] first)."""
-    n, (h, w) = len(which), images.shape[1:3]
+def _shift_index(which: np.ndarray, rng: np.random.Generator, size: int = 32, max_shift: int = 4):
+    """(rows, cols) of each image's random roll by (dy, dx) in [-max_shift, max_shift], half of them flipped
+    horizontally (the draws of one roll per image in ``which``)."""
+    n = len(which)
     shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
     flips = rng.random(n) < 0.5
-    rows = (np.arange(h) - shifts[:, :1]) % h  # np.roll: out[i] = in[(i - shift) % size]
-    cols = (np.arange(w) - shifts[:, 1:]) % w
-    cols = np.where(flips[:, None], cols[:, ::-1], cols)
-    return images[which[:, None, None], rows[:, :, None], cols[:, None, :]]
+    rows = (np.arange(size) - shifts[:, :1]) % size  # np.roll: out[i] = in[(i - shift) % size]
+    cols = (np.arange(size) - shifts[:, 1:]) % size
+    return rows, np.where(flips[:, None], cols[:, ::-1], cols)
+
+
+def _gather(images: np.ndarray, which: np.ndarray, where, part: slice) -> np.ndarray:
+    """images[which[part]], rolled and flipped as ``where`` (from _shift_index) says: one gather."""
+    rows, cols = where[0][part], where[1][part]
+    return images[which[part][:, None, None], rows[:, :, None], cols[:, None, :]]
