@@ -109,7 +109,7 @@ def test_the_draw_keeps_the_repaired_layers_inputs_of_its_images(fitted_model, c
     from alexnet_repair.repair.bridge import layer_inputs
 
     preserve = draw_preserve_set(fitted_model, cifar_train, 30, seed=2, layer=layer)
-    kept = preserve.layer_inputs(layer)
+    kept = preserve.features.get(layer)
     assert kept is not None and kept.shape[0] == len(preserve) > 0
     assert torch.equal(kept, layer_inputs(fitted_model, preserve.images, layer, dtype=torch.float32))
-    assert preserve.layer_inputs("classifier.1") is None
+    assert set(preserve.features) == {layer}

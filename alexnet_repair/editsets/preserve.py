@@ -29,10 +29,6 @@ class PreserveSet:
     features: dict = field(default_factory=dict)  # layer -> (P, in_k) float32 input of that classifier layer,
     #                                               from the draw's own pass (the repair reuses it)
 
-    def layer_inputs(self, layer: str):
-        """(P, in_k) float32 input of ``layer`` from the draw's pass, or None when it was not kept."""
-        return self.features.get(layer)
-
     def __len__(self) -> int:
         return len(self.labels)
 

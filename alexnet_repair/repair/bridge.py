@@ -106,7 +106,7 @@ def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: 
 def preserve_layer_inputs(model: AlexNet, preserve, layer: str, device="cpu") -> torch.Tensor:
     """(P, in_k) float32 input of ``layer`` for the preserve images: kept from the draw's pass when it was (the
     same float32 prefix), else computed."""
-    kept = preserve.layer_inputs(layer)
+    kept = preserve.features.get(layer)
     return kept if kept is not None else layer_inputs(model, preserve.images, layer, device, dtype=torch.float32)
 
 
