@@ -73,9 +73,10 @@ def test_farkas_rejects_multipliers_of_a_feasible_lp():
         assert not farkas(lp, rng.standard_normal(lp.b.size) * 10 ** rng.uniform(-3, 3))
 
 
-def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0, ragged: bool = False):
-    """A small BlockOperator of the repair LP's shape (D rows, margin-like O rows, E rows, optional Ew rows);
-    ragged: some points only in some blocks (as preserve points are), blocks of different sizes."""
+def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0, ragged: bool = False, per_point: bool = False):
+    """A small BlockOperator of the repair LP's shape (D rows, O rows, E rows, optional Ew rows); ragged: some
+    points only in some blocks (as preserve points are), blocks of different sizes; per_point: each O row touches
+    the output changes of one point in two blocks, as a margin row does (else random output changes)."""
     rng = np.random.default_rng(seed)
     n_pts, d, n_r = 5, 4, 3
     a = rng.standard_normal((n_pts, d))
@@ -94,6 +95,11 @@ def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0, ragged: bool
     ar = np.arange(n_d)
     rows_d = sp.csr_matrix((np.r_[np.ones(n_d), -np.ones(n_d)], (np.r_[ar, ar], np.r_[vp, vm])), shape=(n_d, n_cols))
     mask = np.isin(np.arange(n_cols), np.r_[vp, vm])[None] & (rng.random((4, n_cols)) < 0.6)
+    if per_point:  # O row j: the point j's v+ and v- in two of its blocks
+        mask[:] = False
+        for j in range(4):
+            pairs = rng.permutation(np.flatnonzero(d_pairs[0] == j))[:2]
+            mask[j, np.r_[vp[pairs], vm[pairs]]] = True
     rows_o = sp.csr_matrix(rng.standard_normal((4, n_cols)) * mask)
     rows_e = sp.csr_matrix((np.r_[np.ones(3 * n_d), -np.ones(n_d)], (np.r_[ar, ar, ar, ar],
                            np.r_[vp, vm, ev, np.full(n_d, t_col)])), shape=(n_d, n_cols))
@@ -108,17 +114,22 @@ def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0, ragged: bool
                          weight_epigraph=weight_epigraph, d_pairs=d_pairs if ragged else None), rng
 
 
+@pytest.mark.parametrize("per_point", [False, True])
 @pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("mode", ["schur-o", "schur-d"])
 @pytest.mark.parametrize("weight_epigraph", [False, True])
-def test_block_operator_matches_the_dense_matrix(mode, weight_epigraph, ragged):
-    op, rng = dense_operator(weight_epigraph, mode, ragged=ragged)
+def test_block_operator_matches_the_dense_matrix(mode, weight_epigraph, ragged, per_point):
+    """Each mode, and in schur-o both Schur updates: the gather (an O row meets one D row per block) and the
+    products (random O rows)."""
+    op, rng = dense_operator(weight_epigraph, mode, ragged=ragged, per_point=per_point)
     assert op.full != ragged
     dense = np.column_stack([op.matvec(e) for e in np.eye(op.n)])          # A, column by column
     y = rng.standard_normal(dense.shape[0])
     assert np.allclose(op.rmatvec(y), dense.T @ y)
     theta = rng.random(op.n) + 0.1
     op.factor(theta)
+    gd = op.g_do.tocoo()
+    assert (np.unique(gd.col * op.n_r + op.d_r[gd.row]).size == gd.nnz) == per_point  # the Schur update's path
     normal = dense @ np.diag(theta) @ dense.T
     r = rng.standard_normal(dense.shape[0])
     assert np.allclose(normal @ op.solve(r), r, atol=1e-9)

@@ -11,10 +11,11 @@ epigraph rows: each touches only its own v+/v-/slack, plus t). Optionally, as th
 rows, the weight epigraph rows Ew: W+[r, j] + W-[r, j] + e_w[r, j] - t = 0 (|dW| <= t), which
 couple only to the D rows of their own block r; eliminating them (diagonal) changes K_r's
 diagonal weights and keeps every block N x N. Elimination order:
-1. t by Sherman-Morrison; 2. E (diagonal); 3. either D block by block (dense N x N blocks
-K_r = a_r diag(theta_r) a_r^T over the points a_r of block r, padded to one size) and a dense Schur complement on O ("schur-o"), or O group by
-group (O must split into small independent groups, e.g. per point) and a dense D system
-("schur-d"). ``choose_mode`` picks the cheaper.
+1. t by Sherman-Morrison; 2. E (diagonal); 3. either D block by block (dense N x N blocks K_r = a_r
+diag(theta_r) a_r^T over the points a_r of block r, padded to one size) and a dense Schur complement on O
+("schur-o"; a margin row meets one D row per block, so its update is a gather from K_r^-1), or O group by group
+(O must split into small independent groups, e.g. per point) and a dense D system ("schur-d"). ``choose_mode``
+picks the cheaper.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as la
 import scipy.linalg.blas as blas
+import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
@@ -136,23 +138,9 @@ class BlockOperator:
         self.g_do = g[:n_d, n_d:].tocsr()
         self.g_od = self.g_do.T.tocsr()
         if self.mode == "schur-o":
-            self.K_inv = np.linalg.inv(K)
+            self.K_inv = _spd_inverse(K, self.blk_n)
             S = g[n_d:, n_d:].toarray()
-            per_block = [np.unique(self.g_do[self.blk[r, :self.blk_n[r]]].indices) for r in range(n_r)]
-            cols = np.unique(self.g_do.indices)  # O rows coupled to D at all
-            if sum(c.size for c in per_block) < 0.5 * n_r * cols.size:  # blocks touch few O rows each
-                for r, cr in enumerate(per_block):
-                    if cr.size:
-                        k = self.blk_n[r]
-                        sub = self.g_do[self.blk[r, :k]][:, cr]
-                        S[np.ix_(cr, cr)] -= np.asarray(sub.T @ (self.K_inv[r, :k, :k] @ sub.toarray()))
-            elif cols.size:  # all blocks touch the same rows: one batched product
-                gdo = self.g_do[:, cols]
-                dense = np.zeros((n_r, self.blk.shape[1], cols.size))
-                dense[self.blk_ok] = gdo.toarray()[self.blk[self.blk_ok]]
-                Z = np.empty((n_d, cols.size))
-                Z[self.blk[self.blk_ok]] = np.matmul(self.K_inv, dense)[self.blk_ok]
-                S[np.ix_(cols, cols)] -= np.asarray(gdo.T @ Z)
+            self._schur_o_update(S)
             S[np.diag_indices_from(S)] += self.reg * max(np.abs(np.diag(S)).max(initial=0.0), 1.0)
             self.S = la.cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
         else:
@@ -174,6 +162,31 @@ class BlockOperator:
             self.w_t = self._solve0(self.a_t)
             self.den_t = 1.0 / self.theta_t + self.a_t @ self.w_t
 
+    def _schur_o_update(self, S: np.ndarray) -> None:
+        """S -= G_od K^-1 G_do over the O rows coupled to D rows (K block diagonal over r, K_inv set)."""
+        n_r, n_d, gd = self.n_r, self.n_d, self.g_do.tocoo()
+        if np.unique(gd.col * n_r + self.d_r[gd.row]).size == gd.nnz:  # an O row meets one D row per block, as
+            for r in range(n_r):  # margin rows do: G_r^T K_r^-1 G_r is a gather from K_r^-1, no product
+                sel = self.d_r[gd.row] == r
+                cr, pr, vr = gd.col[sel], self.pos[gd.row[sel]], gd.data[sel]
+                S[np.ix_(cr, cr)] -= np.outer(vr, vr) * self.K_inv[r][np.ix_(pr, pr)]
+            return
+        per_block = [np.unique(self.g_do[self.blk[r, :self.blk_n[r]]].indices) for r in range(n_r)]
+        cols = np.unique(self.g_do.indices)  # O rows coupled to D at all
+        if sum(c.size for c in per_block) < 0.5 * n_r * cols.size:  # blocks touch few O rows each
+            for r, cr in enumerate(per_block):
+                if cr.size:
+                    k = self.blk_n[r]
+                    sub = self.g_do[self.blk[r, :k]][:, cr]
+                    S[np.ix_(cr, cr)] -= np.asarray(sub.T @ (self.K_inv[r, :k, :k] @ sub.toarray()))
+        elif cols.size:  # all blocks touch the same rows: one batched product
+            gdo = self.g_do[:, cols]
+            dense = np.zeros((n_r, self.blk.shape[1], cols.size))
+            dense[self.blk_ok] = gdo.toarray()[self.blk[self.blk_ok]]
+            Z = np.empty((n_d, cols.size))
+            Z[self.blk[self.blk_ok]] = np.matmul(self.K_inv, dense)[self.blk_ok]
+            S[np.ix_(cols, cols)] -= np.asarray(gdo.T @ Z)
+
     def _gram_blocks(self, th: np.ndarray) -> np.ndarray:
         """(n_r, m, m) K_r = a_r diag(th_r) a_r^T over the points of block r, padded with the identity."""
         m = self.blk.shape[1]
@@ -181,8 +194,9 @@ class BlockOperator:
         for r in range(self.n_r):  # by a symmetric rank-k update (half the flops)
             k = self.blk_n[r]
             a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
-            up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)
-            K[r, :k, :k] = np.triu(up) + np.triu(up, 1).T
+            up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)  # the upper triangle; the lower one is zero
+            up += np.triu(up, 1).T
+            K[r, :k, :k] = up
         K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: decoupled
         return K
 
@@ -238,6 +252,17 @@ class BlockOperator:
         if self.t_col is not None:
             y -= self.w_t * (self.a_t @ y) / self.den_t
         return y
+
+
+def _spd_inverse(K: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """K with each symmetric positive definite block K[r, :k, :k] (k = sizes[r]) replaced by its inverse (in
+    place) and the identity as padding: by Cholesky, half the flops of a general inverse; LU where it refuses."""
+    for r, k in enumerate(sizes):
+        c, info = lapack.dpotrf(K[r, :k, :k], lower=1)
+        inv, info2 = lapack.dpotri(c, lower=1) if info == 0 else (None, 1)
+        K[r, :k, :k] = inv + np.tril(inv, -1).T if info2 == 0 else np.linalg.inv(K[r, :k, :k])  # dpotri: lower
+        K[r, np.arange(k, K.shape[1]), np.arange(k, K.shape[1])] = 1.0  # the padding (zero off the diagonal)
+    return K
 
 
 def choose_mode(n_pts: int, n_r: int, n_o: int, n_coupled: int, group_size: int) -> str:
