@@ -165,9 +165,10 @@ class BlockOperator:
     def _schur_o_update(self, S: np.ndarray) -> None:
         """S -= G_od K^-1 G_do over the O rows coupled to D rows (K block diagonal over r, K_inv set)."""
         n_r, n_d, gd = self.n_r, self.n_d, self.g_do.tocoo()
-        if np.unique(gd.col * n_r + self.d_r[gd.row]).size == gd.nnz:  # an O row meets one D row per block, as
-            for r in range(n_r):  # margin rows do: G_r^T K_r^-1 G_r is a gather from K_r^-1, no product
-                sel = self.d_r[gd.row] == r
+        block = self.d_r[gd.row]
+        if np.unique(gd.col * n_r + block).size == gd.nnz:  # an O row meets one D row per block, as margin
+            for r in range(n_r):  # rows do: G_r^T K_r^-1 G_r is a gather from K_r^-1, no product
+                sel = block == r
                 cr, pr, vr = gd.col[sel], self.pos[gd.row[sel]], gd.data[sel]
                 S[np.ix_(cr, cr)] -= np.outer(vr, vr) * self.K_inv[r][np.ix_(pr, pr)]
             return
@@ -195,8 +196,7 @@ class BlockOperator:
             k = self.blk_n[r]
             a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
             up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)  # the upper triangle; the lower one is zero
-            up += np.triu(up, 1).T
-            K[r, :k, :k] = up
+            K[r, :k, :k] = up + np.triu(up, 1).T
         K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: decoupled
         return K
 
@@ -257,7 +257,7 @@ class BlockOperator:
 def _spd_inverse(K: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """K with each symmetric positive definite block K[r, :k, :k] (k = sizes[r]) replaced by its inverse (in
     place) and the identity as padding: by Cholesky, half the flops of a general inverse; LU where it refuses."""
-    for r, k in enumerate(sizes):
+    for r, k in ((r, k) for r, k in enumerate(sizes) if k):  # an empty block is all padding
         c, info = lapack.dpotrf(K[r, :k, :k], lower=1)
         inv, info2 = lapack.dpotri(c, lower=1) if info == 0 else (None, 1)
         K[r, :k, :k] = inv + np.tril(inv, -1).T if info2 == 0 else np.linalg.inv(K[r, :k, :k])  # dpotri: lower
