@@ -9,7 +9,8 @@ import pytest
 import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import solve_repair_lp
-from alexnet_repair.repair.lp.ipm.certified import certify, farkas, initial_margin_rows
+from alexnet_repair.repair.lp.ipm.certificate import Bounds, certify, farkas
+from alexnet_repair.repair.lp.ipm.certified import initial_margin_rows
 from alexnet_repair.repair.lp.ipm.formulation import KIND_SHIFT, ROW_D, build_ipm_lp
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
@@ -53,6 +54,27 @@ def test_certificate_rejects_a_perturbed_point():
     assert not bad.ok and (not bad.feasible or bad.gap > 1e-7)
     y = res.y * 1.01                                          # duals off: the lower bound drops
     assert certify(spec, net, lp, res.x, y).lower < good.lower
+
+
+def test_bounds_pair_the_best_point_with_the_best_duals_of_other_iterates():
+    """A late IPM iterate can improve the duals while an inaccurate Newton step spoils its primal point; the
+    certificate pairs the best feasible point with the best lower bound seen, each valid on its own."""
+    spec = make_instance(10, (64, 10), seed=1, param_bound=10.0)
+    net = original_network(spec)
+    lp = build_ipm_lp(spec, net, initial_margin_rows(spec, net))
+    res = solve_ipm(lp.op, lp.c, lp.b, lp.ub)
+    optimum = solve_repair_lp(spec, formulation="straightforward").objective
+    weak_duals = certify(spec, net, lp, res.x, 0.5 * res.y)   # the optimal point, a poor lower bound
+    x = res.x.copy()
+    x[: lp.op.n_w] = 0.0                                      # no weight change: the edit points stay wrong
+    bad_point = certify(spec, net, lp, x, res.y)               # the optimal duals, an infeasible point
+    assert not weak_duals.ok and not bad_point.feasible
+    bounds = Bounds()
+    assert bounds.add(lp, bad_point, res.y) is bad_point and bounds.best() is None   # no feasible point yet
+    best = bounds.add(lp, weak_duals, 0.5 * res.y)
+    assert not best.ok
+    best = bounds.add(lp, bad_point, res.y)
+    assert best.ok and best.upper == weak_duals.upper and best.lower <= optimum * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("kw", [dict(n_points=4, dims=(256, 10), param_bound=1e-3),

@@ -13,18 +13,8 @@ violated. Per round each violated point adds its most violated row; preserve row
 leave again in the first DROP_ROUNDS rounds (the round's point stays optimal without them). A
 round that misses rows ends as soon as its iterate is EARLY-accurate; the next round starts from an early
 iterate of this one (warm.py), which saves a fifth to a quarter of the iterations. The certificate below checks
-every row of every point, so the rows left out never matter to the answer. Certificate,
-in float64, independent of the IPM:
-
-* primal: (dW, db) decoded, every logit / pre-activation change recomputed from them and
-  every row of the exact LP checked (all margins >= margin + margin_slack, pattern bounds,
-  |change| <= bound) to FEAS_TOL, the absolute tolerance HiGHS's simplex also allows.
-  UB = the exact objective (all of d) there.
-* dual: LB = minimum over the column box of the Lagrangian at the IPM's row duals y: a valid
-  lower bound of the relaxation, hence of the exact LP, whatever y is (columns without a
-  finite bound get the bound implied by objective <= UB).
-* accepted when UB - LB <= GAP_TOL * UB: optimal to that relative precision, tighter than
-  the 1e-6 the formulations are required to agree to.
+every row of every point, so the rows left out never matter to the answer (certificate.py: float64,
+independent of the IPM; the best feasible point and the best lower bound of all iterates and rounds are paired).
 """
 
 from __future__ import annotations
@@ -32,25 +22,23 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, idle_cores
+from alexnet_repair.repair.lp.ipm.certificate import FEAS_TOL, GAP_TOL, Bounds, certify, farkas, margin_slacks, polish
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
-from alexnet_repair.repair.lp.ipm.formulation import TIGHTEN, IpmLP, build_ipm_lp
+from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
 from alexnet_repair.repair.lp.ipm.warm import WARM, LastRound, round_start
-from alexnet_repair.repair.lp.network import objective_value, output_changes
-from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, row_margins
+from alexnet_repair.repair.lp.network import output_changes
+from alexnet_repair.repair.lp.spec import LPSolution, LPSpec
 from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
 
-GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
-FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
-FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
 ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
 INIT_ROWS = 1  # otherwise: margin rows per edit point in the first IPM round (its most binding ones)
 NEAR_ROWS = 0.05  # after a round, edit points' rows with slack < NEAR_ROWS * margin join the next round
@@ -74,86 +62,6 @@ def ipm_applicable(spec: LPSpec) -> bool:
     n_r = spec.weights[0].shape[0] if spec.rows is None else np.unique(spec.rows).size
     n_o = spec.n_edit_points * min(n_cls - 1, INIT_ROWS + 1) + (n_pts * n_cls if len(spec.weights) == 2 else 0)
     return min(n_pts * n_r if len(spec.weights) == 1 else np.inf, n_o) <= MAX_DENSE
-
-
-@dataclass
-class Certificate:
-    dW: np.ndarray
-    db: list[np.ndarray]
-    upper: float  # exact objective at (dW, db)
-    lower: float  # valid lower bound of the exact LP's optimum
-    feasible: bool  # every row of the exact LP holds to FEAS_TOL
-    slack: np.ndarray  # (N*(C-1),) margin slack of every margin row (lr.margin_rows order)
-
-    @property
-    def gap(self) -> float:
-        return (self.upper - self.lower) / max(abs(self.upper), 1e-12)
-
-    @property
-    def ok(self) -> bool:
-        return self.feasible and self.gap <= GAP_TOL
-
-
-def margin_slacks(spec: LPSpec, y_new: np.ndarray) -> np.ndarray:
-    """y[t] - y[c] - (margin + margin_slack) for every margin row, in lr.margin_rows order."""
-    return (row_margins(y_new, spec.targets) - spec.point_margins()[:, None]).ravel()
-
-
-def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:
-    """Decode the IPM point x (row duals y) and certify it; see the module doc."""
-    dW, db = lp.decode(x)
-    ub_val = objective_value(net, dW, db)
-    slack = margin_slacks(spec, net.z0[-1] + output_changes(net, dW, db))
-    feasible = bool(slack.min(initial=np.inf) >= -FEAS_TOL)
-    if net.n_layers == 2:
-        u = spec.inputs @ dW.T + db[0]
-        lo, hi = nw.pattern_change_bounds(net.z0[0][:, net.rows], net.active[0][:, net.rows], spec.pattern_eps)
-        feasible &= bool(((u >= lo - FEAS_TOL) & (u <= hi + FEAS_TOL)).all())
-    rc = lp.c - lp.op.rmatvec(y)
-    up = lp.column_upper(ub_val * lp.cscale)
-    lb_s = lp.b_exact @ y + np.sum(np.minimum(rc, 0.0) * up) - TIGHTEN * np.sum(np.maximum(rc[lp.u_cols], 0.0))
-    return Certificate(dW, db, ub_val, float(lb_s) / lp.cscale, feasible, slack)
-
-
-def farkas(lp: IpmLP, y: np.ndarray) -> bool:
-    """Whether the row multipliers y prove the exact LP infeasible (a Farkas certificate, float64, independent
-    of the IPM): for every x in the column box, y @ (A x) <= sum_j max(g_j lo_j, g_j hi_j) with g = A^T y;
-    if b_exact @ y exceeds that, no x in the box meets A x = b_exact. The box is the one every solution could be
-    brought into (column_upper without an objective bound), and the IPM's LP is a relaxation of the exact one
-    (fewer margin rows, exact pattern bounds through lo = -TIGHTEN on the shifted u columns), so its
-    infeasibility is the exact LP's."""
-    g = lp.op.rmatvec(y)
-    lo = np.zeros_like(g)
-    lo[lp.u_cols] = -TIGHTEN
-    hi = lp.column_upper()
-    if not np.isfinite(hi).all():
-        return False
-    reach = np.maximum(g * lo, g * hi)
-    lhs = float(lp.b_exact @ y)
-    scale = float(np.abs(lp.b_exact) @ np.abs(y) + np.abs(reach).sum())
-    return lhs - float(reach.sum()) > FARKAS_TOL * max(scale, 1e-300)
-
-
-def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:
-    """Reduce the primal residual of the IPM point: least-squares corrections dx = T A^T dy,
-    (A T A^T) dy = b - A x in the metric T = diag(theta) of that point (moves the basic-like
-    columns, hardly the ones at a bound), each step cut to stay inside the box."""
-    x = res.x.copy()
-    bnd = np.isfinite(lp.ub)
-    w = np.where(bnd, lp.ub - x, 1.0)
-    theta = 1.0 / (res.z / x + np.where(bnd, res.s / w, 0.0))
-    lp.op.factor(theta)
-    for _ in range(steps):
-        r = lp.b - lp.op.matvec(x)
-        dy = lp.op.solve(r)
-        for _ in range(2):
-            dy += lp.op.solve(r - lp.op.matvec(theta * lp.op.rmatvec(dy)))
-        dx = theta * lp.op.rmatvec(dy)
-        neg, pos = dx < 0, (dx > 0) & bnd
-        alpha = min(1.0, 0.99 * np.min(-x[neg] / dx[neg], initial=np.inf),
-                    0.99 * np.min((lp.ub[pos] - x[pos]) / dx[pos], initial=np.inf))
-        x = x + alpha * dx
-    return x
 
 
 def near_levels(spec: LPSpec) -> np.ndarray:
@@ -212,6 +120,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
     has_preserve = spec.n_edit_points < spec.inputs.shape[0]
     threads = (options.threads if options else None) or idle_cores()
     prev = None  # a LastRound: what the next round's warm start needs of this one
+    bounds = Bounds()  # the best feasible point and lower bound of every iterate of every round
     for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
         tb = time.perf_counter()
         lp = build_ipm_lp(spec, net, keep)
@@ -223,7 +132,8 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             state["cert"] = c = certify(spec, net, lp, x, y)
             missing = np.setdiff1d(np.flatnonzero(c.slack < -FEAS_TOL), keep)
             # stop when certified, when rows are missing, or when only primal accuracy is missing (polish)
-            return c.ok or (merit < EARLY and missing.size > 0) or (merit < 1e-6 and c.gap <= GAP_TOL / 2)
+            return bounds.add(lp, c, y).ok or (merit < EARLY and missing.size > 0) or \
+                (merit < 1e-6 and c.gap <= GAP_TOL / 2)
 
         with blas_threads(threads):
             res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
@@ -241,17 +151,21 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         ipm_time += res.time
         iters["ipm"] += res.iterations
         cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
-        if not cert.ok and cert.gap <= GAP_TOL and res.x is not None:  # only primal accuracy is missing
+        if not bounds.add(lp, cert, res.y).ok and cert.gap <= GAP_TOL and res.x is not None:  # primal accuracy
             with blas_threads(threads):
                 x = polish(lp, res)
             polished = certify(spec, net, lp, x, res.y)
             log.info("ipm: polished the primal point: min margin slack %.2e -> %.2e", cert.slack.min(),
                      polished.slack.min())
             cert = polished if polished.ok or polished.slack.min() > cert.slack.min() else cert
+            bounds.add(lp, polished, res.y)
+        best = bounds.best()
         log.info("ipm round %d (%s, %d margin rows): %s after %d iterations (%.2fs); UB %.12g LB %.12g gap %.2e "
-                 "feasible %s", round_, lp.op.mode, keep.size, res.message, res.iterations, res.time, cert.upper,
-                 cert.lower, cert.gap, cert.feasible)
-        if cert.ok or (deadline is not None and time.perf_counter() >= deadline) or \
+                 "feasible %s%s", round_, lp.op.mode, keep.size, res.message, res.iterations, res.time, cert.upper,
+                 cert.lower, cert.gap, cert.feasible,
+                 "" if best is None else f"; best of all iterates: UB {best.upper:.12g} LB {best.lower:.12g} gap "
+                                         f"{best.gap:.2e}")
+        if (best is not None and best.ok) or (deadline is not None and time.perf_counter() >= deadline) or \
                 (round_ + 1 >= MAX_ROUNDS and not has_preserve):
             break
         close = np.flatnonzero(cert.slack < near_levels(spec))
@@ -267,7 +181,9 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         keep = np.union1d(keep, missing)
     a_nnz = int(lp.op.ax.nnz + lp.op.n_w * np.count_nonzero(spec.inputs) / spec.inputs.shape[1])
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
-    if cert.ok:
+    best = bounds.best()
+    if best is not None and best.ok:
+        cert = best
         n_cls = spec.weights[-1].shape[0]
         kept_p = keep[keep >= spec.n_edit_points * (n_cls - 1)]
         return LPSolution(Status.OPTIMAL, cert.dW, cert.db, cert.upper, None, build, ipm_time, "ipm", *sizes,

@@ -80,8 +80,8 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
               start: tuple | None = None, snapshot_below=()) -> IPMResult:
     """Mehrotra predictor-corrector on ``min c@x, op x = b, 0 <= x <= ub``.
 
-    ``accept(x, y, merit) -> bool`` is asked at every iterate whose residuals and gap are below
-    ``accept_below``; the first accepted iterate is returned (converged=True).
+    ``accept(x, y, merit) -> bool`` is asked at every iterate from the first whose residuals and gap are below
+    ``accept_below`` on; the first accepted iterate is returned (converged=True).
     ``refine``: CG steps after the first solve of every normal-equations system (see normal_solve);
     up to ``correctors`` Gondzio centrality correctors per iteration (they reuse the factor).
     ``reg_primal`` caps every theta (a proximal term): weightless interior columns (preserve points' output
@@ -127,7 +127,8 @@ def solve_ipm(op, c: np.ndarray, b: np.ndarray, ub: np.ndarray, tol: float = 1e-
         for k, level in enumerate(snapshot_below):
             if snapshots[k] is None and merit < level and it > 0:
                 snapshots[k] = (x, w, y, z, s)
-        if accept is not None and merit < accept_below and accept(x, y, merit):
+        if accept is not None and min(merit, best[0]) < accept_below and accept(x, y, merit):  # once accurate,
+            #                                               every iterate: a late one may still improve the dual
             converged, msg = True, "accepted"
             break
         if merit < best[0]:
