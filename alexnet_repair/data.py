@@ -95,15 +95,14 @@ def load_split(dataset: str = "cifar10", split: str = "test", data_dir: str | Pa
     return _load_cifar(Path(data_dir), split, download)
 
 
-# The official CIFAR-10 python files and their sizes in bytes (torchvision's CIFAR10 lists the same names with their
-# md5 sums; tests/test_data.py checks the names). A folder whose files have other sizes cannot be the official one,
-# so it is read without importing torchvision (1.5 s of every run); one with these sizes goes through torchvision,
-# which checks the md5 sums and reads it.
+# The official CIFAR-10 python files and sizes (torchvision lists the names with md5 sums; tests/test_data.py checks
+# them). Other sizes are not official: read here, no torchvision import (1.5 s); these go through its md5 check.
 CIFAR_FOLDER = "cifar-10-batches-py"
 CIFAR_META = ("batches.meta", 158)
 CIFAR_FILES = {"train": (("data_batch_1", 31035704), ("data_batch_2", 31035320), ("data_batch_3", 31035999),
                          ("data_batch_4", 31035696), ("data_batch_5", 31035623)),
                "test": (("test_batch", 31035526),)}
+_WARNED: set[Path] = set()  # CIFAR-format folders already said to be unofficial (once a process)
 
 
 def _load_cifar(root: Path, split: str, download: bool) -> Split:
@@ -122,7 +121,9 @@ def _load_cifar(root: Path, split: str, download: bool) -> Split:
         missing = sorted(set(wanted) - set(present))
         if missing:
             raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
-        log.warning("%s does not match the official CIFAR-10 md5 sums: loading it as a CIFAR-format folder", folder)
+        if folder.resolve() not in _WARNED:
+            _WARNED.add(folder.resolve())
+            log.warning("%s does not match the official CIFAR-10 md5 sums: loading it as a CIFAR-format folder", folder)
         images, labels = read_cifar_folder(folder, wanted[:-1], wanted[-1])
         return _to_split(images, labels, "cifar10-folder", split, folder)
     if not download:
