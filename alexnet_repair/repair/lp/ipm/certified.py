@@ -179,7 +179,8 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
                 stays |= keep < first_p
             keep = keep[stays]
         keep = np.union1d(keep, missing)
-    a_nnz = int(lp.op.ax.nnz + lp.op.n_w * np.count_nonzero(spec.inputs) / spec.inputs.shape[1])
+    n_in = spec.inputs.shape[1]  # the weight block's nonzeros, dead inputs (left out of the LP) included
+    a_nnz = int(lp.op.ax.nnz + 2 * lp.op.n_r * (n_in + 1) * np.count_nonzero(spec.inputs) / n_in)
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
     best = bounds.best()
     if best is not None and best.ok:

@@ -23,9 +23,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as la
 import scipy.linalg.blas as blas
-import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
+
+from alexnet_repair.repair.lp.ipm.blocks import block_diag, choose_mode, group_blocks, spd_inverse
 
 
 class BlockOperator:
@@ -138,22 +139,22 @@ class BlockOperator:
         self.g_do = g[:n_d, n_d:].tocsr()
         self.g_od = self.g_do.T.tocsr()
         if self.mode == "schur-o":
-            self.K_inv = _spd_inverse(K, self.blk_n)
+            self.K_inv = spd_inverse(K, self.blk_n)
             S = g[n_d:, n_d:].toarray()
             self._schur_o_update(S)
             S[np.diag_indices_from(S)] += self.reg * max(np.abs(np.diag(S)).max(initial=0.0), 1.0)
             self.S = la.cho_factor(S, lower=True, overwrite_a=True, check_finite=False)
         else:
             goo = g[n_d:, n_d:]
-            gb = _group_blocks(goo, self.groups)
+            gb = group_blocks(goo, self.groups)
             diag = np.einsum("gii->gi", gb)
             diag += self.reg * np.maximum(diag.max(1, keepdims=True), 1.0)
             self.B_inv = np.linalg.inv(gb)
             dense = np.zeros((n_d, n_d))
             for r in range(n_r):
                 k = self.blk_n[r]
-                dense[np.ix_(self.blk[r, :k], self.blk[r, :k])] = K[r, :k, :k]
-            corr = (self.g_do @ _block_diag(self.B_inv, self.groups, self.n_o) @ self.g_od).tocoo()
+                dense[np.ix_(self.blk[r, :k], self.blk[r, :k])] = np.triu(K[r, :k, :k]) + np.triu(K[r, :k, :k], 1).T
+            corr = (self.g_do @ block_diag(self.B_inv, self.groups, self.n_o) @ self.g_od).tocoo()
             dense[corr.row, corr.col] -= corr.data
             dense[np.diag_indices_from(dense)] += self.reg * max(np.abs(np.diag(dense)).max(initial=0.0), 1.0)
             self.Dc = la.cho_factor(dense, lower=True, overwrite_a=True, check_finite=False)
@@ -189,14 +190,19 @@ class BlockOperator:
             S[np.ix_(cols, cols)] -= np.asarray(gdo.T @ Z)
 
     def _gram_blocks(self, th: np.ndarray) -> np.ndarray:
-        """(n_r, m, m) K_r = a_r diag(th_r) a_r^T over the points of block r, padded with the identity."""
+        """(n_r, m, m) K_r = a_r diag(th_r) a_r^T over the points of block r, padded with the identity; only the
+        upper triangle is set (the Cholesky reads no other). Into the last call's array: on this VM a fresh 80 MB
+        array costs more page faults than its products."""
         m = self.blk.shape[1]
-        K = np.zeros((self.n_r, m, m))
+        if getattr(self, "_K", None) is None or self._K.shape != (self.n_r, m, m):
+            self._K, self._scaled = np.empty((self.n_r, m, m)), np.empty((m, self.d))
+        K = self._K
         for r in range(self.n_r):  # by a symmetric rank-k update (half the flops)
             k = self.blk_n[r]
             a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
-            up = blas.dsyrk(1.0, a_r * np.sqrt(th[r]), lower=0)  # the upper triangle; the lower one is zero
-            K[r, :k, :k] = up + np.triu(up, 1).T
+            np.multiply(a_r, np.sqrt(th[r]), out=self._scaled[:k])
+            K[r] = 0.0
+            K[r, :k, :k] = blas.dsyrk(1.0, self._scaled[:k].T, trans=1, lower=0)  # (k, d)^T: no copy to F order
         K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: decoupled
         return K
 
@@ -252,48 +258,3 @@ class BlockOperator:
         if self.t_col is not None:
             y -= self.w_t * (self.a_t @ y) / self.den_t
         return y
-
-
-def _spd_inverse(K: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """K with each symmetric positive definite block K[r, :k, :k] (k = sizes[r]) replaced by its inverse (in
-    place) and the identity as padding: by Cholesky, half the flops of a general inverse; LU where it refuses."""
-    for r, k in ((r, k) for r, k in enumerate(sizes) if k):  # an empty block is all padding
-        c, info = lapack.dpotrf(K[r, :k, :k], lower=1)
-        inv, info2 = lapack.dpotri(c, lower=1) if info == 0 else (None, 1)
-        K[r, :k, :k] = inv + np.tril(inv, -1).T if info2 == 0 else np.linalg.inv(K[r, :k, :k])  # dpotri: lower
-        K[r, np.arange(k, K.shape[1]), np.arange(k, K.shape[1])] = 1.0  # the padding (zero off the diagonal)
-    return K
-
-
-def choose_mode(n_pts: int, n_r: int, n_o: int, n_coupled: int, group_size: int) -> str:
-    """"schur-d" when O splits into small groups and the dense D system is cheaper, else "schur-o".
-    n_coupled = O rows coupled to D rows (the width of the Schur update)."""
-    n_d = n_pts * n_r
-    cost_o = n_r * n_pts**2 * n_coupled + n_d * n_coupled**2 / n_r + n_o**3 / 3
-    cost_d = 3 * n_d**3 / 3  # x3: measured; its sparse group products run far below BLAS speed (last-100: 2.1x slower)
-    return "schur-d" if group_size <= 64 and cost_d < cost_o else "schur-o"
-
-
-def _group_blocks(goo: sp.csr_matrix, groups: np.ndarray) -> np.ndarray:
-    """Dense (n_groups, g, g) diagonal blocks of goo; padding rows get 1 on the diagonal."""
-    n_g, g = groups.shape
-    coo = goo.tocoo()
-    gid = np.empty(goo.shape[0], dtype=np.int64)
-    pos = np.empty(goo.shape[0], dtype=np.int64)
-    valid = groups >= 0
-    gid[groups[valid]] = np.nonzero(valid)[0]
-    pos[groups[valid]] = np.nonzero(valid)[1]
-    out = np.zeros((n_g, g, g))
-    out[gid[coo.row], pos[coo.row], pos[coo.col]] = coo.data
-    pad = ~valid
-    out[np.nonzero(pad)[0], np.nonzero(pad)[1], np.nonzero(pad)[1]] = 1.0
-    return out
-
-
-def _block_diag(b_inv: np.ndarray, groups: np.ndarray, n: int) -> sp.csr_matrix:
-    """Sparse (n, n) matrix holding the group blocks b_inv at the rows/cols of each group."""
-    valid = groups >= 0
-    vi = valid[:, :, None] & valid[:, None, :]
-    rows = np.broadcast_to(groups[:, :, None], b_inv.shape)[vi]
-    cols = np.broadcast_to(groups[:, None, :], b_inv.shape)[vi]
-    return sp.csr_matrix((b_inv[vi], (rows, cols)), shape=(n, n))
