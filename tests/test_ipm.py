@@ -176,6 +176,31 @@ def test_idle_cores_sees_a_busy_core():
         spinner.wait()
 
 
+def test_idle_cores_leaves_out_this_process_own_threads():
+    """OpenBLAS's threads spin for a while after a product; a thread of this process spinning is not other work."""
+    import os
+    import threading
+    import time
+
+    from alexnet_repair.repair.lp.ipm.blas_threads import idle_cores
+
+    baseline = idle_cores(0.3)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.2)
+        assert idle_cores(0.3) >= min(baseline, len(os.sched_getaffinity(0)))
+    finally:
+        stop.set()
+        spinner.join()
+
+
 def test_warm_start_carries_a_round_onto_the_next():
     """The next round's LP (more preserve rows) starts from the last round's snapshot: shared columns keep their
     place, new logit changes meet their D rows, and the warm-started IPM reaches the cold start's

@@ -62,7 +62,7 @@ def blas_threads(n: int | None):
 
 def idle_cores(window: float = 0.1) -> int:
     """Cores not busy with other work right now, at least 1: the idle share of all cores over the next ``window``
-    seconds (Linux /proc/stat; this process sleeps meanwhile, so only other work counts), else the 1-minute load
+    seconds (Linux /proc/stat, less this process's own CPU time: it sleeps meanwhile, so only other work counts), else the 1-minute load
     average (less one unit for this process's own work; it lags a minute behind, so a process that has just
     ended still counts).
 
@@ -70,12 +70,14 @@ def idle_cores(window: float = 0.1) -> int:
     loaded one (where OpenBLAS's spinning threads would slow it down, see the module doc)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        before = _cpu_times()
+        before, own0, t0 = _cpu_times(), time.process_time(), time.perf_counter()
         time.sleep(window)
-        after = _cpu_times()
+        after, own1, t1 = _cpu_times(), time.process_time(), time.perf_counter()
         total, idle = after[0] - before[0], after[1] - before[1]
         if total > 0:
-            busy = (1.0 - idle / total) * (os.cpu_count() or cores)  # cores' worth of other work (jiffy-coarse)
+            # cores' worth of other work (jiffy-coarse), less this process's own: after a product OpenBLAS's
+            # threads spin for a while, and counting them made the IPM run on one thread after any numpy product
+            busy = (1.0 - idle / total) * (os.cpu_count() or cores) - (own1 - own0) / (t1 - t0)
             return max(1, min(cores, cores - int(busy + 0.25)))
     except (OSError, ValueError, IndexError):
         pass
