@@ -9,7 +9,7 @@ import pytest
 import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import solve_repair_lp
-from alexnet_repair.repair.lp.ipm.certificate import Bounds, certify, farkas
+from alexnet_repair.repair.lp.ipm.certificate import Bounds, certify, farkas, margin_farkas
 from alexnet_repair.repair.lp.ipm.certified import initial_margin_rows
 from alexnet_repair.repair.lp.ipm.formulation import KIND_SHIFT, ROW_D, build_ipm_lp
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
@@ -92,7 +92,20 @@ def test_farkas_rejects_multipliers_of_a_feasible_lp():
     lp = build_ipm_lp(spec, net)
     rng = np.random.default_rng(0)
     for _ in range(20):                                      # no y can prove a feasible LP infeasible
-        assert not farkas(lp, rng.standard_normal(lp.b.size) * 10 ** rng.uniform(-3, 3))
+        y = rng.standard_normal(lp.b.size) * 10 ** rng.uniform(-3, 3)
+        assert not farkas(lp, y) and not margin_farkas(spec, net, lp, y)
+
+
+def test_margin_farkas_proves_infeasibility_from_the_margin_rows_alone():
+    """B |G^T lam|_1 < lam . g: no change within the bound meets the margin rows (last layer), whatever the
+    boxes of the logit changes and slacks; a bound that admits a repair refutes the same multipliers."""
+    spec = make_instance(seed=0, n_points=4, dims=(256, 10), param_bound=1e-3)
+    net = original_network(spec)
+    lp = build_ipm_lp(spec, net, initial_margin_rows(spec, net))
+    y = solve_ipm(lp.op, lp.c, lp.b, lp.ub, max_iter=10).y
+    assert margin_farkas(spec, net, lp, y)
+    spec.param_bound = 10.0
+    assert not margin_farkas(spec, net, lp, y)               # the same rows, a box large enough to meet them
 
 
 def dense_operator(weight_epigraph: bool, mode: str, seed: int = 0, ragged: bool = False, per_point: bool = False):

@@ -11,7 +11,7 @@
   the 1e-6 the formulations are required to agree to. UB and LB may come from different iterates
   (Bounds): each is valid on its own.
 
-Infeasibility is accepted only with a Farkas certificate (farkas), checked the same way.
+Infeasibility is accepted only with a Farkas certificate (farkas, margin_farkas), checked the same way.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from alexnet_repair.repair.lp import network as nw
-from alexnet_repair.repair.lp.ipm.formulation import TIGHTEN, IpmLP
+from alexnet_repair.repair.lp.ipm.formulation import KIND_SHIFT, ROW_MARGIN, TIGHTEN, IpmLP
 from alexnet_repair.repair.lp.network import objective_value, output_changes
-from alexnet_repair.repair.lp.spec import LPSpec, row_margins
+from alexnet_repair.repair.lp.spec import LPSpec, other_classes, row_margins
 
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
@@ -116,6 +116,26 @@ def farkas(lp: IpmLP, y: np.ndarray) -> bool:
     lhs = float(lp.b_exact @ y)
     scale = float(np.abs(lp.b_exact) @ np.abs(y) + np.abs(reach).sum())
     return lhs - float(reach.sum()) > FARKAS_TOL * max(scale, 1e-300)
+
+
+def margin_farkas(spec: LPSpec, net: nw.Network, lp: IpmLP, y: np.ndarray) -> bool:
+    """Whether the margin rows' multipliers lam = max(y, 0) alone prove the last-layer LP infeasible (float64,
+    independent of the IPM): every margin row reads G_m . w >= g_m in the weight and bias changes w, |w| <= B, so
+    lam . g > max over the box of lam^T G w = B |G^T lam|_1 leaves no w. Unlike ``farkas`` it needs no box on the
+    logit changes, slacks and t, whose loose bounds (|v| <= B (|a|_1 + 1)) swamp the IPM's approximate ray."""
+    if net.n_layers != 1:
+        return False
+    n_cls = spec.weights[-1].shape[0]
+    pos = np.flatnonzero(lp.row_keys >> KIND_SHIFT == ROW_MARGIN)
+    lam = np.maximum(y[pos], 0.0)
+    pts, k = np.divmod(lp.row_keys[pos] & ((1 << KIND_SHIFT) - 1), n_cls - 1)
+    coef = np.zeros((spec.inputs.shape[0], n_cls))  # d(margin rows . lam) / d(logit change of (point, class))
+    np.add.at(coef, (pts, spec.targets[pts]), lam)
+    np.add.at(coef, (pts, other_classes(spec.targets, n_cls)[pts, k]), -lam)
+    coef = coef[:, net.rows]                         # only the editable classes' logits change
+    reach = spec.bound * float(np.abs(coef.T @ spec.inputs).sum() + np.abs(coef.sum(0)).sum())  # weights, biases
+    lhs = float(lam @ lp.b_exact[pos])
+    return lhs - reach > FARKAS_TOL * max(float(lam @ np.abs(lp.b_exact[pos])) + reach, 1e-300)
 
 
 def polish(lp: IpmLP, res, steps: int = 3) -> np.ndarray:

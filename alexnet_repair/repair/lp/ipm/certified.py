@@ -29,7 +29,8 @@ import numpy as np
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, idle_cores
-from alexnet_repair.repair.lp.ipm.certificate import FEAS_TOL, GAP_TOL, Bounds, certify, farkas, margin_slacks, polish
+from alexnet_repair.repair.lp.ipm.certificate import (FEAS_TOL, GAP_TOL, Bounds, certify, farkas, margin_farkas,
+                                                      margin_slacks, polish)
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
 from alexnet_repair.repair.lp.ipm.warm import WARM, LastRound, round_start
@@ -133,11 +134,11 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             missing = np.setdiff1d(np.flatnonzero(c.slack < -FEAS_TOL), keep)
             # stop when certified, when rows are missing, or when only primal accuracy is missing (polish)
             return bounds.add(lp, c, y).ok or (merit < EARLY and missing.size > 0) or \
-                (merit < 1e-6 and c.gap <= GAP_TOL / 2)
+                (merit < 1e-6 and abs(c.gap) <= GAP_TOL / 2)
 
         with blas_threads(threads):
             res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
-                            infeasible=lambda y: farkas(lp, y), start=start, snapshot_below=WARM)
+                            infeasible=lambda y: farkas(lp, y) or margin_farkas(spec, net, lp, y), start=start, snapshot_below=WARM)
         prev = LastRound(lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
         if res.message == "infeasible":
             ipm_time += res.time
@@ -151,7 +152,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         ipm_time += res.time
         iters["ipm"] += res.iterations
         cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
-        if not bounds.add(lp, cert, res.y).ok and cert.gap <= GAP_TOL and res.x is not None:  # primal accuracy
+        if not bounds.add(lp, cert, res.y).ok and abs(cert.gap) <= GAP_TOL and res.x is not None:  # primal accuracy
             with blas_threads(threads):
                 x = polish(lp, res)
             polished = certify(spec, net, lp, x, res.y)
