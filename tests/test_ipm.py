@@ -214,6 +214,18 @@ def test_idle_cores_leaves_out_this_process_own_threads():
         spinner.join()
 
 
+def test_small_factorisations_run_on_one_thread():
+    import os
+
+    from alexnet_repair.repair.lp.ipm.blas_threads import PARALLEL_FLOPS, threads_for
+
+    spec = make_instance(10, (64, 10), seed=1, param_bound=10.0)
+    net = original_network(spec)
+    lp = build_ipm_lp(spec, net, initial_margin_rows(spec, net))
+    assert 0 < lp.op.factor_flops < PARALLEL_FLOPS and threads_for(lp.op.factor_flops) == 1
+    assert 1 <= threads_for(10 * PARALLEL_FLOPS) <= len(os.sched_getaffinity(0))
+
+
 def test_warm_start_carries_a_round_onto_the_next():
     """The next round's LP (more preserve rows) starts from the last round's snapshot: shared columns keep their
     place, new logit changes meet their D rows, and the warm-started IPM reaches the cold start's

@@ -2,7 +2,8 @@
 
 The IPM makes many mid-sized BLAS/LAPACK calls; on a machine that is busy with other
 processes (parallel sweeps, other solvers) OpenBLAS's spinning worker threads slow it down
-10x (measured: N=100 last layer, 4.9 s with 1 thread vs 56 s with 2 on a loaded 2-core box).
+10x (measured: N=100 last layer, 4.9 s with 1 thread vs 56 s with 2 on a loaded 2-core box), and small
+factorisations are faster on one thread even on an idle box (threads_for).
 This is the small part of threadpoolctl that we need (Linux: finds the loaded OpenBLAS
 libraries in /proc/self/maps); elsewhere, or when no symbol is found, it does nothing.
 """
@@ -66,8 +67,8 @@ def idle_cores(window: float = 0.1) -> int:
     average (less one unit for this process's own work; it lags a minute behind, so a process that has just
     ended still counts).
 
-    The IPM runs its BLAS with this many threads unless told otherwise: all cores on an idle machine, one on a
-    loaded one (where OpenBLAS's spinning threads would slow it down, see the module doc)."""
+    The IPM runs its BLAS with this many threads (threads_for: when its factorisations are large enough) unless
+    told otherwise: all cores on an idle machine, one on a loaded one (see the module doc)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         before, own0, t0 = _cpu_times(), time.process_time(), time.perf_counter()
@@ -93,3 +94,14 @@ def _cpu_times() -> tuple[int, int]:
     with open("/proc/stat") as f:
         fields = [int(v) for v in f.readline().split()[1:]]
     return sum(fields[:8]), fields[3] + fields[4]
+
+
+PARALLEL_FLOPS = 8e9  # below this many flops a factorisation, the IPM runs BLAS on one thread. On 2 cores a second
+#                       thread's spinning competes with the IPM's own numpy work: 6 iterations of 300 / 500 / 700 /
+#                       1,000 last-layer points took 0.76 / 1.89 / 3.42 / 7.0 s on one thread, 1.26 / 1.90 / 2.94 /
+#                       4.9 s on two (seed2, session 8); 500 points are 8.5e9 flops; the default case 3.7 -> 1.4 s
+
+
+def threads_for(flops: float) -> int:
+    """BLAS threads for an IPM whose factorisations cost ``flops`` each: one for small ones, else the idle cores."""
+    return 1 if flops < PARALLEL_FLOPS else idle_cores()

@@ -28,7 +28,7 @@ import numpy as np
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.colgen import solve_colgen
-from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, idle_cores
+from alexnet_repair.repair.lp.ipm.blas_threads import blas_threads, threads_for
 from alexnet_repair.repair.lp.ipm.certificate import (FEAS_TOL, GAP_TOL, Bounds, certify, farkas, margin_farkas,
                                                       margin_slacks, polish)
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
@@ -119,13 +119,13 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
     iters = {"ipm": 0}
     cert = None
     has_preserve = spec.n_edit_points < spec.inputs.shape[0]
-    threads = (options.threads if options else None) or idle_cores()
     prev = None  # a LastRound: what the next round's warm start needs of this one
     bounds = Bounds()  # the best feasible point and lower bound of every iterate of every round
     for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
         tb = time.perf_counter()
         lp = build_ipm_lp(spec, net, keep)
         start = round_start(prev, keep, lp)
+        threads = (options.threads if options else None) or threads_for(lp.op.factor_flops)
         build += time.perf_counter() - tb
         state = {}
 

@@ -83,6 +83,12 @@ class BlockOperator:
         starts = np.cumsum(sizes) - sizes
         self.groups[gid[order], np.arange(order.size) - starts[gid[order]]] = order
 
+    @property
+    def factor_flops(self) -> float:
+        """Rough flops of one factorisation: the Gram blocks and the dense Schur system."""
+        m = self.blk.shape[1]
+        return self.n_r * m * m * self.d + (self.n_o if self.mode == "schur-o" else self.n_d) ** 3 / 3
+
     def matvec(self, x: np.ndarray) -> np.ndarray:
         dw = (x[: self.n_w // 2] - x[self.n_w // 2: self.n_w]).reshape(self.n_r, self.d)
         out = self.ax @ x[self.n_w:]
