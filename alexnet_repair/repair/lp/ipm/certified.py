@@ -136,9 +136,18 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
             return bounds.add(lp, c, y).ok or (merit < EARLY and missing.size > 0) or \
                 (merit < 1e-6 and abs(c.gap) <= GAP_TOL / 2)
 
-        with blas_threads(threads):
-            res = solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
-                            infeasible=lambda y: farkas(lp, y) or margin_farkas(spec, net, lp, y), start=start, snapshot_below=WARM)
+        def run(start_point):
+            with blas_threads(threads):
+                return solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
+                                 infeasible=lambda y: farkas(lp, y) or margin_farkas(spec, net, lp, y),
+                                 start=start_point, snapshot_below=WARM)
+
+        res = run(start)
+        if start is not None and res.message not in ("accepted", "converged", "infeasible", "time limit"):
+            log.info("ipm round %d: %s after %d iterations (%.2fs) from the warm start; again from a cold one",
+                     round_, res.message, res.iterations, res.time)  # a warm start only saves time: never rely on it
+            ipm_time, iters["ipm"] = ipm_time + res.time, iters["ipm"] + res.iterations
+            res = run(None)
         prev = LastRound(lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
         if res.message == "infeasible":
             ipm_time += res.time
