@@ -121,8 +121,8 @@ def _load_cifar(root: Path, split: str, download: bool) -> Split:
         missing = sorted(set(wanted) - set(present))
         if missing:
             raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}")
-        if folder.resolve() not in _WARNED:
-            _WARNED.add(folder.resolve())
+        if (seen := folder.resolve()) not in _WARNED:
+            _WARNED.add(seen)
             log.warning("%s does not match the official CIFAR-10 md5 sums: loading it as a CIFAR-format folder", folder)
         images, labels = read_cifar_folder(folder, wanted[:-1], wanted[-1])
         return _to_split(images, labels, "cifar10-folder", split, folder)

@@ -8,6 +8,11 @@ import scipy.linalg.lapack as lapack
 import scipy.sparse as sp
 
 
+def symmetric(upper: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle is ``upper``'s (its strict lower triangle is ignored)."""
+    return np.triu(upper) + np.triu(upper, 1).T
+
+
 def spd_inverse(K: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """K with each symmetric positive definite block K[r, :k, :k] (k = sizes[r]; its upper triangle is read)
     replaced by its inverse (in place, both triangles) and the identity as padding: by Cholesky, half the flops of
@@ -16,11 +21,7 @@ def spd_inverse(K: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         block = K[r, :k, :k]
         c, info = lapack.dpotrf(block, lower=0)
         inv, info2 = lapack.dpotri(c, lower=0, overwrite_c=1) if info == 0 else (None, 1)
-        if info2 == 0:  # dpotri: the upper triangle, zeros below it
-            block[...] = inv
-            block += np.triu(block, 1).T
-        else:
-            block[...] = np.linalg.inv(np.triu(block) + np.triu(block, 1).T)
+        block[...] = symmetric(inv) if info2 == 0 else np.linalg.inv(symmetric(block))  # dpotri: the upper one
         K[r, np.arange(k, K.shape[1]), np.arange(k, K.shape[1])] = 1.0  # the padding (zero off the diagonal)
     return K
 

@@ -86,7 +86,8 @@ class Bounds:
         self.lower = -np.inf
 
     def add(self, lp: IpmLP, cert: Certificate, y: np.ndarray) -> Certificate:
-        """Take in ``cert`` (of ``y``, on ``lp``) and return the best certificate so far."""
+        """Take in ``cert`` (of ``y``, on ``lp``) and return the best certificate so far (``cert`` while none is
+        feasible)."""
         if cert.feasible and (self.primal is None or cert.upper < self.primal.upper):
             self.primal = cert
         if cert.feasible:
@@ -97,6 +98,11 @@ class Bounds:
 
     def best(self) -> Certificate | None:
         return None if self.primal is None else replace(self.primal, lower=max(self.lower, self.primal.lower))
+
+    @property
+    def ok(self) -> bool:
+        best = self.best()
+        return best is not None and best.ok
 
 
 def farkas(lp: IpmLP, y: np.ndarray) -> bool:

@@ -160,8 +160,12 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
                                       "float64")
         ipm_time += res.time
         iters["ipm"] += res.iterations
-        cert = state.get("cert") if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
-        if not bounds.add(lp, cert, res.y).ok and abs(cert.gap) <= GAP_TOL and res.x is not None:  # primal accuracy
+        if res.message == "accepted":  # accept() took its certificate in already
+            cert = state["cert"]
+        else:
+            cert = certify(spec, net, lp, res.x, res.y)
+            bounds.add(lp, cert, res.y)
+        if not bounds.ok and abs(cert.gap) <= GAP_TOL and res.x is not None:  # only primal accuracy is missing
             with blas_threads(threads):
                 x = polish(lp, res)
             polished = certify(spec, net, lp, x, res.y)
@@ -175,7 +179,7 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
                  cert.lower, cert.gap, cert.feasible,
                  "" if best is None else f"; best of all iterates: UB {best.upper:.12g} LB {best.lower:.12g} gap "
                                          f"{best.gap:.2e}")
-        if (best is not None and best.ok) or (deadline is not None and time.perf_counter() >= deadline) or \
+        if bounds.ok or (deadline is not None and time.perf_counter() >= deadline) or \
                 (round_ + 1 >= MAX_ROUNDS and not has_preserve):
             break
         close = np.flatnonzero(cert.slack < near_levels(spec))
@@ -192,9 +196,8 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
     n_in = spec.inputs.shape[1]  # the weight block's nonzeros, dead inputs (left out of the LP) included
     a_nnz = int(lp.op.ax.nnz + 2 * lp.op.n_r * (n_in + 1) * np.count_nonzero(spec.inputs) / n_in)
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
-    best = bounds.best()
-    if best is not None and best.ok:
-        cert = best
+    if bounds.ok:
+        cert = bounds.best()
         n_cls = spec.weights[-1].shape[0]
         kept_p = keep[keep >= spec.n_edit_points * (n_cls - 1)]
         return LPSolution(Status.OPTIMAL, cert.dW, cert.db, cert.upper, None, build, ipm_time, "ipm", *sizes,

@@ -26,7 +26,7 @@ import scipy.linalg.blas as blas
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from alexnet_repair.repair.lp.ipm.blocks import block_diag, choose_mode, group_blocks, spd_inverse
+from alexnet_repair.repair.lp.ipm.blocks import block_diag, choose_mode, group_blocks, spd_inverse, symmetric
 
 
 class BlockOperator:
@@ -48,6 +48,7 @@ class BlockOperator:
         self.blk[self.d_r, self.pos] = np.arange(self.n_d)
         self.blk_ok = self.blk >= 0
         self.blk_n = counts
+        self._K = self._scaled = None  # _gram_blocks' arrays, kept from one factorisation to the next
         self.n_w = 2 * n_r * self.d
         self.ax = sp.csc_matrix(ax)
         self.ax_t = self.ax.T.tocsr()
@@ -159,7 +160,7 @@ class BlockOperator:
             dense = np.zeros((n_d, n_d))
             for r in range(n_r):
                 k = self.blk_n[r]
-                dense[np.ix_(self.blk[r, :k], self.blk[r, :k])] = np.triu(K[r, :k, :k]) + np.triu(K[r, :k, :k], 1).T
+                dense[np.ix_(self.blk[r, :k], self.blk[r, :k])] = symmetric(K[r, :k, :k])
             corr = (self.g_do @ block_diag(self.B_inv, self.groups, self.n_o) @ self.g_od).tocoo()
             dense[corr.row, corr.col] -= corr.data
             dense[np.diag_indices_from(dense)] += self.reg * max(np.abs(np.diag(dense)).max(initial=0.0), 1.0)
@@ -200,7 +201,7 @@ class BlockOperator:
         upper triangle is set (the Cholesky reads no other). Into the last call's array: on this VM a fresh 80 MB
         array costs more page faults than its products."""
         m = self.blk.shape[1]
-        if getattr(self, "_K", None) is None or self._K.shape != (self.n_r, m, m):
+        if self._K is None:
             self._K, self._scaled = np.empty((self.n_r, m, m)), np.empty((m, self.d))
         K = self._K
         for r in range(self.n_r):  # by a symmetric rank-k update (half the flops)
