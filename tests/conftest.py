@@ -20,7 +20,7 @@
                        ``--preserves`` and ``--output-file`` (read its files, do not write into ``root``).
 - ``sweep_dir``        a real 12-run grid sweep of ``quiet_checkpoint`` (two types, classes 3 and 5, sizes 2 and 5,
                        bound 20, margins 0.05 and 0.1) with its run records, once per session: the folder holding
-                       results/experiment.csv (do not change it; test_analysis_grid.py analyses it into
+                       results/experiment.csv (do not change it; analysis/test_grid.py analyses it into
                        results/analysis there).
 """
 
@@ -231,7 +231,7 @@ def _highs_unless_marked_gurobi(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def preserve_sweep(tmp_path_factory, cifar_dir, quiet_checkpoint):
-    """See the module docstring: the sweep test_experiments_preserve.py and test_analysis_preserve.py share."""
+    """See the module docstring: the sweep experiments/test_preserve.py and analysis/test_preserve.py share."""
     from argparse import Namespace
     from contextlib import chdir
 
@@ -251,7 +251,7 @@ def preserve_sweep(tmp_path_factory, cifar_dir, quiet_checkpoint):
 
 @pytest.fixture(scope="session")
 def sweep_dir(tmp_path_factory, cifar_dir, quiet_checkpoint):
-    """See the module docstring: the sweep test_analysis_grid.py and test_analysis_report.py read."""
+    """See the module docstring: the sweep analysis/test_grid.py and analysis/test_report.py read."""
     from contextlib import chdir
 
     import experiment_runner

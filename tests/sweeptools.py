@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def common(cifar_dir, weights) -> list[str]:
@@ -21,3 +26,26 @@ def args_for(cifar_dir, weights, out, iterations) -> list[str]:
 def rows_of(path) -> list[dict]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+HOLDER = """import sys, time, pathlib
+from alexnet_repair.experiments.claims import Claims
+with Claims(sys.argv[1]).hold(sys.argv[2]) as got:
+    assert got
+    pathlib.Path(sys.argv[3]).touch()
+    time.sleep(600)
+"""
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}   # reuse cached bytecode
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _until(condition, what: str, limit: float = 300.0) -> None:
+    """Poll ``condition`` (a guard against hanging, not a timing assertion)."""
+    deadline = time.time() + limit
+    while not condition():
+        assert time.time() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.02)

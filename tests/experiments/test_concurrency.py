@@ -21,9 +21,9 @@ from alexnet_repair.experiments.csvstore import read_csv
 from alexnet_repair.experiments.schema import COLUMNS, SCHEMA
 from alexnet_repair.experiments.setup import SweepSetup, prepare_context
 from alexnet_repair.model import load_checkpoint
-from sweeptools import args_for, common, rows_of
+from sweeptools import HOLDER, ROOT, _env, _until, args_for, common, rows_of
 
-ROOT = Path(__file__).resolve().parents[1]
+
 VOLATILE = {"timestamp", "batch_repair_time", "build_time", "solve_time", "model_path"}
 # A runner: import everything, say it is ready, wait for the go file, then run main (so runners start together).
 RUNNER = """import os, sys, time, pathlib
@@ -35,29 +35,6 @@ while not go.exists():
 sys.exit(experiment_runner.main(sys.argv[2:]))
 """
 # A claim holder: hold the claim on sys.argv[2] of the CSV sys.argv[1] until killed.
-HOLDER = """import sys, time, pathlib
-from alexnet_repair.experiments.claims import Claims
-with Claims(sys.argv[1]).hold(sys.argv[2]) as got:
-    assert got
-    pathlib.Path(sys.argv[3]).touch()
-    time.sleep(600)
-"""
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}   # reuse cached bytecode
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return env
-
-
-def _until(condition, what: str, limit: float = 300.0) -> None:
-    """Poll ``condition`` (a guard against hanging, not a timing assertion)."""
-    deadline = time.time() + limit
-    while not condition():
-        assert time.time() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.02)
-
-
 def run_together(n: int, args: list[str], cwd: Path) -> list[subprocess.CompletedProcess]:
     """Start ``n`` runners of ``args`` in ``cwd`` at the same moment; wait for them all."""
     go = cwd / "go"

@@ -27,7 +27,7 @@ from alexnet_repair.repair import RepairConfig
 from alexnet_repair.repair import run_method as run_repair_method
 from sweeptools import common, rows_of
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # columns that legitimately differ between two runs of the same configuration
 VOLATILE = {"timestamp", "repair_runtime_seconds", "build_time", "solve_time", "wall_time", "record_path"}
 

@@ -22,9 +22,9 @@ from alexnet_repair.experiments.schema import COLUMNS, STOCHASTIC_COLUMNS
 from alexnet_repair.experiments.submission import Submission, record_path, shard_progress
 from alexnet_repair.paths import path_for
 from sweeptools import common, rows_of
-from test_experiments_concurrency import HOLDER, _env, _until
+from sweeptools import HOLDER, _env, _until
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def grid6(cifar_dir, weights, out="results/sub.csv") -> list[str]:

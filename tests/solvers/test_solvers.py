@@ -21,7 +21,7 @@ from alexnet_repair.solvers import (
 )
 
 INF = np.inf
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXACT = ["auto", "simplex", "primal", "ipm"]
 
 
@@ -231,7 +231,7 @@ def test_unmarked_tests_solve_with_highs():
     """conftest keeps Gurobi out of every test not marked ``gurobi``, here and in subprocesses."""
     assert choose_backend(wide_lp(10), "auto") == "highs"
     assert solve(wide_lp(10)).backend == "highs"
-    done = subprocess.run([sys.executable, "-c", "from tests.test_solvers import wide_lp\n"
+    done = subprocess.run([sys.executable, "-c", "from tests.solvers.test_solvers import wide_lp\n"
                            "from alexnet_repair.solvers import solve\nprint(solve(wide_lp(10)).backend)"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
