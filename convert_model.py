@@ -5,10 +5,11 @@
   uv run python convert_model.py vnnlib CKPT EDITSET [--margin M] [--epsilon E] [--output DIR] [--timeout S]
 
 onnx: exports the model (Conv/Relu/MaxPool/Flatten/Gemm; input (N, 3, 64, 64) in [0, 1] after the toolkit's
-preprocessing), checks onnxruntime against torch on real test images (--dataset synthetic offline) and writes a
-JSON sidecar (F.onnx.json). state-dict: rewrites the keys only; tensors stay byte-identical. vnnlib: one VNN-LIB
-property per edit image ("unsat" = the label wins by more than M on the whole box) plus instances.csv, ready for
-alpha-beta-CROWN, Marabou, NNV, PyRAT ... Nothing is overwritten without --force.
+preprocessing), checks onnxruntime against torch on test images of the checkpoint's dataset (the one its training
+sidecar or run_repair.py record names, else cifar10; --dataset overrides) and writes a JSON sidecar (F.onnx.json).
+state-dict: rewrites the keys only; tensors stay byte-identical. vnnlib: one VNN-LIB property per edit image
+("unsat" = the label wins by more than M on the whole box) plus instances.csv, ready for alpha-beta-CROWN, Marabou,
+NNV, PyRAT ... Nothing is overwritten without --force.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="batch dimension: dynamic (default) or fixed 1")
     onnx.add_argument("--check-images", type=int, default=256,
                       help="test images the export is checked on (default 256; 0 = the whole split)")
-    add_data_args(onnx)
+    add_data_args(onnx, default=None, default_from="the dataset the checkpoint's sidecar NAME.json or its "
+                  "run_repair.py record names")
 
     state = commands.add_parser("state-dict", help="convert between plain (features.*) and flat (0.*/3.*) keys")
     state.add_argument("checkpoint", help="checkpoint to convert (a {'state_dict': ...} wrapper is unwrapped)")
@@ -69,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.log_level)
-    return {"onnx": run_onnx, "state-dict": run_state_dict, "vnnlib": run_vnnlib}[args.command](args)
+    command = {"onnx": run_onnx, "state-dict": run_state_dict, "vnnlib": run_vnnlib}[args.command]
+    for line in command(args):
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

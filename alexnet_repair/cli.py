@@ -20,12 +20,14 @@ from .paths import path_for
 from .repair import FORMULATIONS, OBJECTIVES, RepairConfig
 
 
-def add_data_args(parser: argparse.ArgumentParser, default: str | None = "cifar10") -> None:
-    """--dataset/--data-dir/--no-download. ``default=None`` lets a script take the dataset from an edit set."""
+def add_data_args(parser: argparse.ArgumentParser, default: str | None = "cifar10",
+                  default_from: str = "the edit set's dataset") -> None:
+    """--dataset/--data-dir/--no-download. ``default=None`` lets a script take the dataset from elsewhere
+    (``default_from`` says where, in the help)."""
     group = parser.add_argument_group("data")
     group.add_argument("--dataset", choices=DATASETS, default=default,
                        help="cifar10 (downloaded into --data-dir on first use) or the offline 'synthetic' set"
-                            + ("" if default else " (default: the edit set's dataset, else cifar10)"))
+                            + ("" if default else f" (default: {default_from}, else cifar10)"))
     root = path_for("dataset_root")
     group.add_argument("--data-dir", default=str(root), help=f"folder holding cifar-10-batches-py (default: {root})")
     group.add_argument("--no-download", action="store_true", help="never try to download CIFAR-10")

@@ -20,6 +20,7 @@ import torch
 from ..data import CLASS_NAMES
 from ..editsets import EditSet
 from ..errors import CheckpointError, DataError, UsageError
+from ..evaluate import margins_of
 from ..fileio import atomic_write_bytes, atomic_write_text, write_json
 from ..model import AlexNet, file_sha256, load_checkpoint
 from . import onnx_export as ox
@@ -107,9 +108,9 @@ def build_benchmark(model: AlexNet, editset: EditSet, out: str | Path, *, checkp
     session = ox.ort_session(data)
     check = ox.compare_with_torch(model, session, editset.images, tolerance, shift, what="edit images")
     labels = editset.labels
-    centre_margins = margins(logits.double().numpy(), labels.numpy())
-    onnx_margins = margins(ox.ort_run(session, editset.images.numpy())[:, :len(CLASS_NAMES)].astype(np.float64),
-                           labels.numpy())
+    centre_margins = margins_of(logits.double(), labels).tolist()
+    onnx_logits = ox.ort_run(session, editset.images.numpy())[:, :len(CLASS_NAMES)].astype(np.float64)
+    onnx_margins = margins_of(torch.from_numpy(onnx_logits), labels).tolist()
     rows, instances = [], []
     for i in range(len(editset)):
         name, label = property_name(i, editset), int(labels[i])
@@ -138,14 +139,6 @@ def build_benchmark(model: AlexNet, editset: EditSet, out: str | Path, *, checkp
     }
     _write_folder(out, data, rows, record)
     return record
-
-
-def margins(logits: np.ndarray, labels: np.ndarray) -> list[float]:
-    """logit[label] - max other logit, per row."""
-    rows = np.arange(len(labels))
-    others = logits.copy()
-    others[rows, labels] = -np.inf
-    return (logits[rows, labels] - others.max(1)).tolist()
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -178,12 +171,12 @@ def _write_folder(out: Path, data: bytes, rows: list, record: dict) -> None:
 
 def summary(record: dict) -> list[str]:
     violated = [i for i in record["instances"] if i["violated_at_image"]]
-    margins = np.array([i["margin_at_image"] for i in record["instances"]])
+    at_image = np.array([i["margin_at_image"] for i in record["instances"]])
     lines = [f"instances        {len(record['instances'])} (margin {record['margin']:g}, epsilon "
              f"{record['epsilon']:g}, {record['encoding']} encoding, timeout {record['timeout']:g} s)",
              f"onnx check       {record['onnx_check']['images']} edit images, max |logit diff| "
              f"{record['onnx_check']['max_abs_logit_diff']:.3g} (tolerance {record['onnx_check']['tolerance']:g})",
-             f"margin at image  min {margins.min():.4f} over the edit images"]
+             f"margin at image  min {at_image.min():.4f} over the edit images"]
     if violated:
         lines.append(f"note             {len(violated)} of {len(record['instances'])} properties are violated at the "
                      f"edit image itself (sat: the model misclassifies it or misses the margin)")

@@ -333,7 +333,7 @@ def test_auto_picks_gurobi_when_the_licence_fits():
 @pytest.mark.gurobi
 def test_gurobi_prints_nothing():
     gurobi_limit()
-    script = ("from tests.test_solvers import knapsack, two_var_lp\n"
+    script = ("from tests.solvers.test_solvers import knapsack, two_var_lp\n"
               "from alexnet_repair.solvers import solve\n"
               "print(solve(two_var_lp(), 'gurobi').backend, solve(knapsack()).backend)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp import rows as lr
+from alexnet_repair.repair.lp.lazy import lazy_rounds
 from alexnet_repair.repair.lp.spec import LPSpec, other_classes
 from alexnet_repair.solvers import Problem, SolveOptions, Status, solve
 
@@ -151,18 +152,16 @@ def encode_max_fixed(spec: LPSpec, net: nw.Network | None = None):
 
 def max_fixed_subset(spec: LPSpec, solver: str = "auto", options: SolveOptions | None = None) -> MaxFixedSolution:
     """Solve the MILP: the largest set of edit points a repair within the bound can fix while every preserve row
-    holds (time limit: best incumbent). Preserve images enter lazily, as in lp.solve_repair_lp."""
-    check_net = nw.original_network(spec.preserve_only()) if spec.n_preserve else None
-    active = np.zeros(0, dtype=np.int64)
-    for _ in range(spec.n_preserve + 1):  # each round takes in at least one more preserve image
-        work = spec.with_preserve_points(active) if spec.n_preserve else spec
-        out, dW, db = _solve_milp(work, solver, options)
-        if check_net is None or dW is None:
-            break
-        missing = np.setdiff1d(np.flatnonzero(~nw.points_fixed(check_net, dW, db)), active)
-        if not missing.size:
-            break
-        active = np.union1d(active, missing)
+    holds (time limit: best incumbent). Preserve images enter lazily, in the rounds of lazy.py."""
+    if spec.n_preserve:
+        preserve = spec.preserve_only()
+        out, _ = lazy_rounds(lambda active, _: _solve_milp(spec.with_preserve_points(active), solver, options),
+                             lambda sol: nw.streamed_violations(preserve, sol[1], sol[2]), np.zeros(0, np.int64),
+                             stop=lambda sol: sol[1] is None, objective=lambda sol: sol[0].claimed,
+                             what="preserve images (max-fixed MILP)")
+        out = out[0]
+    else:
+        out = _solve_milp(spec, solver, options)[0]
     n_edit = spec.inputs.shape[0]
     if out.fixed is not None:
         out.fixed, out.chosen = out.fixed[:n_edit], out.chosen[:n_edit]

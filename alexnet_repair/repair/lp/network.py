@@ -14,10 +14,11 @@ of layer k. Per edit point i:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from alexnet_repair.repair.lp.lazy import CHECK_CHUNK
 from alexnet_repair.repair.lp.spec import LPSpec, margins, objective_terms
 
 
@@ -119,6 +120,17 @@ def objective_value(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> float
 def points_fixed(net: Network, dW: np.ndarray, db: list[np.ndarray], tol: float = 1e-7) -> np.ndarray:
     """(N,) bool: the points whose margin and pattern rows hold (within ``tol``) at (dW, db)."""
     return point_violations(net, dW, db) <= tol
+
+
+def streamed_violations(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], chunk: int = CHECK_CHUNK) -> np.ndarray:
+    """:func:`point_violations` of every point of ``spec``, ``chunk`` points at a time: the memory of the check stays
+    bounded however many points (a whole training set of preserve images) there are."""
+    out = np.zeros(spec.inputs.shape[0])
+    for lo in range(0, out.size, chunk):
+        part = replace(spec, inputs=spec.inputs[lo:lo + chunk], targets=spec.targets[lo:lo + chunk],
+                       n_edit=None if spec.n_edit is None else int(np.clip(spec.n_edit - lo, 0, chunk)))
+        out[lo:lo + chunk] = point_violations(original_network(part), dW, db)
+    return out
 
 
 def point_violations(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> np.ndarray:

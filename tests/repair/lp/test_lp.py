@@ -123,7 +123,7 @@ def test_colgen_wide_layer_near_the_bound():
     sol = solve_repair_lp(spec, solver="highs", formulation="colgen")
     assert_valid(spec, sol)
     assert np.abs(sol.dW).max() <= spec.param_bound
-    ref = solve_repair_lp(spec, solver="highs", formulation="ipm")
+    ref = solve_repair_lp(spec, formulation="ipm")
     assert ref.formulation == "ipm"
     assert sol.objective == pytest.approx(ref.objective, rel=1e-6)
 

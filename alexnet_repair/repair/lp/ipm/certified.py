@@ -34,23 +34,14 @@ from alexnet_repair.repair.lp.ipm.certificate import (FEAS_TOL, GAP_TOL, Bounds,
 from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.formulation import build_ipm_lp
 from alexnet_repair.repair.lp.ipm.warm import WARM, LastRound, round_start
+from alexnet_repair.repair.lp.lazy import (ALL_ROWS, DROP_ROUNDS, DROP_SLACK, EARLY, INIT_ROWS, MAX_ROUNDS, NEAR_PRESERVE,
+                                           NEAR_ROWS, PRESERVE_PER_ROUND, PRESERVE_ROWS, lazy_rounds)
 from alexnet_repair.repair.lp.network import output_changes
 from alexnet_repair.repair.lp.spec import LPSolution, LPSpec
 from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
 
-ALL_ROWS = 2500  # up to this many margin rows the first IPM round holds them all (a 2500^2 Schur block is cheap)
-INIT_ROWS = 1  # otherwise: margin rows per edit point in the first IPM round (its most binding ones)
-NEAR_ROWS = 0.05  # after a round, edit points' rows with slack < NEAR_ROWS * margin join the next round
-NEAR_PRESERVE = 0.05  # preserve points' rows join when their slack < NEAR_PRESERVE * margin (violated or close)
-PRESERVE_PER_ROUND = 1  # rows of one preserve point that join per round (its most violated ones)
-PRESERVE_ROWS = 1000  # preserve rows that join per round at most, the most violated first (--preserve 4000, seed0:
-#                       3,155 rows at once made one 4,091-row round of 81 s)
-DROP_SLACK = 0.25  # lazy rows leave again while their slack > DROP_SLACK * margin (not binding: the optimum stays)
-DROP_ROUNDS = 4  # rows leave only in the first DROP_ROUNDS rounds; after that rows only join, so the loop ends
-MAX_ROUNDS = 6  # without preserve points: rounds before column generation takes over
-EARLY = 1e-4  # a round ends as soon as its iterate is this accurate and misses a row of the exact LP
 MAX_DENSE = 12000  # largest dense system (rows) the IPM factors: 1.2 GB, ~1e12/3 flops per iteration
 
 
@@ -106,39 +97,39 @@ def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROW
     return np.flatnonzero(take.ravel())
 
 
-# Over 60 lines: the IPM rounds share their row set, timing and certificate state; outcomes are returned inline.
-def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None,
-                    near=None, fallback: bool = True) -> LPSolution:
-    """IPM + certificate, with lazy margin rows (chosen at ``near``, see initial_margin_rows), preserve points'
-    rows included (they enter as they are found violated); falls back to exact column generation when no
-    certificate is reached (``fallback`` False: returns status ERROR instead)."""
-    t0 = time.perf_counter()
-    deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
-    keep = initial_margin_rows(spec, net, near=near)
-    build = ipm_time = 0.0
-    iters = {"ipm": 0}
-    cert = None
-    has_preserve = spec.n_edit_points < spec.inputs.shape[0]
-    prev = None  # a LastRound: what the next round's warm start needs of this one
-    bounds = Bounds()  # the best feasible point and lower bound of every iterate of every round
-    for round_ in itertools.count():  # with preserve points: until no row is missing (each round adds one)
+class _Rounds:
+    """The IPM rounds' shared state: one IPM solve per round of lazy.lazy_rounds, warm-started from the last one,
+    every iterate's certificate pooled in ``bounds``."""
+
+    def __init__(self, spec: LPSpec, net: nw.Network, options: SolveOptions | None, deadline: float | None):
+        self.spec, self.net, self.options, self.deadline = spec, net, options, deadline
+        self.build = self.ipm_time = 0.0
+        self.iters = {"ipm": 0}
+        self.prev = None  # a LastRound: what the next round's warm start needs of this one
+        self.bounds = Bounds()  # the best feasible point and lower bound of every iterate of every round
+        self.lp = self.res = self.cert = None
+        self.keep = np.zeros(0, dtype=np.int64)
+
+    def solve(self, keep: np.ndarray, round_: int) -> "_Rounds":
+        spec, net = self.spec, self.net
         tb = time.perf_counter()
-        lp = build_ipm_lp(spec, net, keep)
-        start = round_start(prev, keep, lp)
-        threads = (options.threads if options else None) or threads_for(lp.op.factor_flops)
-        build += time.perf_counter() - tb
+        self.keep, self.round = keep, round_
+        self.lp = lp = build_ipm_lp(spec, net, keep)
+        start = round_start(self.prev, keep, lp)
+        threads = (self.options.threads if self.options else None) or threads_for(lp.op.factor_flops)
+        self.build += time.perf_counter() - tb
         state = {}
 
         def accept(x, y, merit):
             state["cert"] = c = certify(spec, net, lp, x, y)
             missing = np.setdiff1d(np.flatnonzero(c.slack < -FEAS_TOL), keep)
             # stop when certified, when rows are missing, or when only primal accuracy is missing (polish)
-            return bounds.add(lp, c, y).ok or (merit < EARLY and missing.size > 0) or \
+            return self.bounds.add(lp, c, y).ok or (merit < EARLY and missing.size > 0) or \
                 (merit < 1e-6 and abs(c.gap) <= GAP_TOL / 2)
 
         def run(start_point):
             with blas_threads(threads):
-                return solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=deadline, accept=accept, accept_below=EARLY,
+                return solve_ipm(lp.op, lp.c, lp.b, lp.ub, deadline=self.deadline, accept=accept, accept_below=EARLY,
                                  infeasible=lambda y: farkas(lp, y) or margin_farkas(spec, net, lp, y),
                                  start=start_point, snapshot_below=WARM)
 
@@ -146,53 +137,85 @@ def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options
         if start is not None and res.message not in ("accepted", "converged", "infeasible", "time limit"):
             log.info("ipm round %d: %s after %d iterations (%.2fs) from the warm start; again from a cold one",
                      round_, res.message, res.iterations, res.time)  # a warm start only saves time: never rely on it
-            ipm_time, iters["ipm"] = ipm_time + res.time, iters["ipm"] + res.iterations
+            self.ipm_time, self.iters["ipm"] = self.ipm_time + res.time, self.iters["ipm"] + res.iterations
             res = run(None)
-        prev = LastRound(lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
+        self.res = res
+        self.prev = LastRound(lp.col_keys, lp.row_keys, lp.ub, res.snapshots, keep)
+        self.ipm_time += res.time
+        self.iters["ipm"] += res.iterations
         if res.message == "infeasible":
-            ipm_time += res.time
-            iters["ipm"] += res.iterations
             log.info("ipm round %d: infeasible after %d iterations (%.2fs), proven by a Farkas certificate",
                      round_, res.iterations, res.time)
-            return LPSolution(Status.INFEASIBLE, None, None, None, None, build, ipm_time, "ipm",
-                              lp.op.n, lp.op.n_rows, 0, n_solves=round_ + 1, iterations=iters,
-                              message="infeasible: Farkas certificate from the IPM's row multipliers, checked in "
-                                      "float64")
-        ipm_time += res.time
-        iters["ipm"] += res.iterations
-        if res.message == "accepted":  # accept() took its certificate in already
-            cert = state["cert"]
-        else:
-            cert = certify(spec, net, lp, res.x, res.y)
-            bounds.add(lp, cert, res.y)
-        if not bounds.ok and abs(cert.gap) <= GAP_TOL and res.x is not None:  # only primal accuracy is missing
+            return self
+        self.cert = cert = state["cert"] if res.message == "accepted" else certify(spec, net, lp, res.x, res.y)
+        if res.message != "accepted":  # accept() took its certificate in already
+            self.bounds.add(lp, cert, res.y)
+        if not self.bounds.ok and abs(cert.gap) <= GAP_TOL and res.x is not None:  # only primal accuracy is missing
             with blas_threads(threads):
                 x = polish(lp, res)
             polished = certify(spec, net, lp, x, res.y)
             log.info("ipm: polished the primal point: min margin slack %.2e -> %.2e", cert.slack.min(),
                      polished.slack.min())
-            cert = polished if polished.ok or polished.slack.min() > cert.slack.min() else cert
-            bounds.add(lp, polished, res.y)
-        best = bounds.best()
+            self.cert = cert = polished if polished.ok or polished.slack.min() > cert.slack.min() else cert
+            self.bounds.add(lp, polished, res.y)
+        best = self.bounds.best()
         log.info("ipm round %d (%s, %d margin rows): %s after %d iterations (%.2fs); UB %.12g LB %.12g gap %.2e "
                  "feasible %s%s", round_, lp.op.mode, keep.size, res.message, res.iterations, res.time, cert.upper,
                  cert.lower, cert.gap, cert.feasible,
                  "" if best is None else f"; best of all iterates: UB {best.upper:.12g} LB {best.lower:.12g} gap "
                                          f"{best.gap:.2e}")
-        if bounds.ok or (deadline is not None and time.perf_counter() >= deadline) or \
-                (round_ + 1 >= MAX_ROUNDS and not has_preserve):
-            break
-        close = np.flatnonzero(cert.slack < near_levels(spec))
-        missing = _worst_per_point(spec, np.setdiff1d(close, keep), cert.slack)
-        if not np.setdiff1d(np.flatnonzero(cert.slack < -FEAS_TOL), keep).size:
-            break  # every row is in, and still no certificate
-        if round_ < DROP_ROUNDS:  # slack rows leave (the point stays optimal without them)
-            first_p = spec.n_edit_points * (spec.weights[-1].shape[0] - 1)
-            stays = cert.slack[keep] <= DROP_SLACK * spec.margin
-            if first_p <= ALL_ROWS:  # all edit rows are in from the start: they stay
-                stays |= keep < first_p
-            keep = keep[stays]
-        keep = np.union1d(keep, missing)
+        return self
+
+    def final(self, _=None) -> bool:
+        """Whether this round's outcome stands whatever rows are missing: infeasible, certified or out of time."""
+        return self.res.message == "infeasible" or self.bounds.ok or \
+            (self.deadline is not None and time.perf_counter() >= self.deadline)
+
+    def violations(self, _=None) -> np.ndarray:
+        """By how much each margin row misses at this round's point (its negative slack)."""
+        return -self.cert.slack
+
+    def select(self, _, miss: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """The rows that join: those outside ``keep`` below their join level (near_levels: violated or about to
+        bind), of a preserve point only its worst (_worst_per_point); none when no row outside ``keep`` is violated
+        (every row is in, and still no certificate)."""
+        if not (miss > FEAS_TOL).any():
+            return np.zeros(0, dtype=np.int64)
+        close = np.setdiff1d(np.flatnonzero(self.cert.slack < near_levels(self.spec)), keep)
+        return _worst_per_point(self.spec, close, self.cert.slack)
+
+    def drop(self, _, keep: np.ndarray, round_: int) -> np.ndarray:
+        """In the first DROP_ROUNDS rounds, rows with slack > DROP_SLACK * margin leave (the point stays optimal
+        without them); all edit rows stay when they all started in."""
+        if round_ >= DROP_ROUNDS:
+            return keep
+        first_p = self.spec.n_edit_points * (self.spec.weights[-1].shape[0] - 1)
+        stays = self.cert.slack[keep] <= DROP_SLACK * self.spec.margin
+        if first_p <= ALL_ROWS:
+            stays |= keep < first_p
+        return keep[stays]
+
+
+# Over 60 lines: the outcomes of the rounds (certified, infeasible, time limit, uncertified) built inline.
+def solve_certified(spec: LPSpec, net: nw.Network, solver: str = "auto", options: SolveOptions | None = None,
+                    near=None, fallback: bool = True) -> LPSolution:
+    """IPM + certificate, with lazy margin rows (chosen at ``near``, see initial_margin_rows), preserve points'
+    rows included (they enter as they are found violated); falls back to exact column generation when no
+    certificate is reached (``fallback`` False: returns status ERROR instead)."""
+    t0 = time.perf_counter()
+    deadline = None if options is None or options.time_limit is None else t0 + options.time_limit
+    has_preserve = spec.n_edit_points < spec.inputs.shape[0]
+    rounds = _Rounds(spec, net, options, deadline)
+    _, n_rounds = lazy_rounds(rounds.solve, rounds.violations, initial_margin_rows(spec, net, near=near),
+                              stop=rounds.final, select=rounds.select, drop=rounds.drop, what="margin rows (ipm)",
+                              objective=lambda r: r.cert.upper, max_rounds=None if has_preserve else MAX_ROUNDS)
+    lp, res, cert, keep = rounds.lp, rounds.res, rounds.cert, rounds.keep
+    build, ipm_time, iters, bounds = rounds.build, rounds.ipm_time, rounds.iters, rounds.bounds
+    round_ = n_rounds - 1
+    if res.message == "infeasible":
+        return LPSolution(Status.INFEASIBLE, None, None, None, None, build, ipm_time, "ipm",
+                          lp.op.n, lp.op.n_rows, 0, n_solves=n_rounds, iterations=iters,
+                          message="infeasible: Farkas certificate from the IPM's row multipliers, checked in float64")
     n_in = spec.inputs.shape[1]  # the weight block's nonzeros, dead inputs (left out of the LP) included
     a_nnz = int(lp.op.ax.nnz + 2 * lp.op.n_r * (n_in + 1) * np.count_nonzero(spec.inputs) / n_in)
     sizes = (lp.op.n, lp.op.n_rows, a_nnz)
