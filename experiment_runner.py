@@ -73,7 +73,7 @@ def _add_run_args(p: argparse.ArgumentParser, stochastic: bool) -> None:
     p.add_argument("--list", action="store_true", help="print the runs of this grid/shard and their state; run none")
     p.add_argument("--quiet", action="store_true", help="no progress bar (terminal) or progress lines (elsewhere)")
     add_submit_args(p)
-    add_solver_args(p)
+    add_solver_args(p, sweep=True)
     add_data_args(p)
     add_device_args(p)
     add_common_args(p, seed=None)
@@ -176,11 +176,11 @@ def plan_specs(args) -> list:
     preserve = dict(preserves=args.preserves, preserve_margin=args.preserve_margin, preserve_split=args.preserve_split)
     if args.command == "grid":
         return gr.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
-                             args.margins, args.layers, args.methods, args.seeds, args.solver, **preserve)
+                             args.margins, args.layers, args.methods, args.seeds, args.solvers, **preserve)
     if args.num_iterations < 1:
         raise UsageError("--num-iterations must be at least 1")
     return st.build_chains(args.repair_set_types, args.batch_sizes, args.target_classes, args.param_bounds,
-                           args.margins, args.layers, args.methods, args.seeds, args.solver, **preserve)
+                           args.margins, args.layers, args.methods, args.seeds, args.solvers, **preserve)
 
 
 def make_setup(args) -> SweepSetup:

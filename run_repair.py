@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from alexnet_repair.cli import (add_common_args, add_data_args, add_device_args, add_repair_args, add_solver_args,
-                                device_from, script_main, setup_logging)
+                                data_source_from, device_from, ft_config_from, script_main, setup_logging)
 from alexnet_repair.cli import repair_config_from as config_from
 from alexnet_repair.provenance import versions
 from alexnet_repair.data import CLASS_NAMES
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 @script_main
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, progress=not args.quiet)
     if args.mode is None and args.edit_set is None:
         raise UsageError("give a mode (misclassified, by-class) or --edit-set PATH")
     if args.mode == "by-class" and args.edit_set is None and args.target_class not in range(len(CLASS_NAMES)):
@@ -85,14 +85,15 @@ def main(argv=None) -> int:
     device = device_from(args)
     model = load_checkpoint(args.weights)
     editset, editset_path = load_editset_for(args.mode, args.target_class, args.focus, args.edit_set, args.dataset)
-    dataset = args.dataset or (editset.meta.get("dataset") or "cifar10").removesuffix("-folder")
+    data = data_source_from(args, editset.meta.get("dataset"))
+    dataset = data.dataset
     if editset.meta.get("checkpoint_sha256") and editset.meta["checkpoint_sha256"] != file_sha256(args.weights):
         log.warning("edit set %s was built with another checkpoint than %s", editset_path, args.weights)
     print(f"{'fine-tuning' if config.method == 'ft' else 'repairing'} {args.weights} on {editset_path} "
           f"({len(editset)} images, {dataset}) - {config.layer}, bound {config.param_bound}, margin {config.margin}"
           + (f", preserving {config.preserve} {config.preserve_split} images" if config.preserve else ""),
           file=sys.stderr)
-    result = run_method(model, editset, config, args, device)
+    result = run_method(model, editset, config, data, ft_config_from(args), args.seed or 0, device)
     record = {"tool": "run_repair", "weights": args.weights, "edit_set": str(editset_path), "dataset": dataset,
               **result.record(), "output": None, "versions": versions()}
     if result.unfixable_indices is not None:
@@ -104,7 +105,9 @@ def main(argv=None) -> int:
         save_checkpoint(result.model, args.output)
         record["output"] = args.output
     if result.model is not None and not args.no_eval:
-        record["metrics"] = evaluate_repair(model, result.model, editset, dataset, args, device)
+        preserve_test = result.preserve_indices if config.preserve_split == "test" else ()
+        record["metrics"] = evaluate_repair(model, result.model, editset, data, device, args.quiet,
+                                            preserve_test_indices=preserve_test or ())
     out = write_json(path_for("run_record", tool="repair", name=Path(str(editset_path)).stem), record)
     if args.json:
         print(json.dumps({**record, "record": str(out)}, indent=2, default=str))
@@ -153,8 +156,10 @@ def print_report(result, record: dict, record_path: Path) -> None:
     metrics = record.get("metrics")
     if metrics:
         print(f"test accuracy   {metrics['baseline_test_accuracy']:.2f}% -> {metrics['repaired_test_accuracy']:.2f}%")
+        left_out = (f" or the preserve set ({metrics['drawdown_excludes_preserve']} test images held by construction)"
+                    if metrics.get("drawdown_excludes_preserve") else "")
         print(f"drawdown        {metrics['drawdown']:.2f} points on {metrics['drawdown_set_size']} images "
-              f"not in the edit set")
+              f"not in the edit set{left_out}")
         if metrics.get("holdout_size"):
             print(f"generalization  {metrics['generalization']:+.2f} points on {metrics['holdout_size']} held-out "
                   f"images of the same kind")

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import torch
 
-from .data import DATASETS
+from .data import DATASETS, DataSource, dataset_family
 from .errors import AlexRepairError, UsageError
-from .experiments.settings import (DEFAULT_BOUNDS, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS, DEFAULT_PRESERVES,
-                                   METHODS)
 from .model import CLASSIFIER_LINEARS
 from .paths import path_for
-from .repair import FORMULATIONS, OBJECTIVES, RepairConfig
+from .repair import FORMULATIONS, OBJECTIVES, FTConfig, RepairConfig
+from .repair.types import METHODS
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str | None = "cifar10",
@@ -60,10 +59,17 @@ def analysis_output(args) -> Path:
     return out
 
 
-def add_solver_args(parser: argparse.ArgumentParser) -> None:
+def add_solver_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """--solver (with ``sweep``: --solver/--solvers, a grid dimension), --time-limit, --threads."""
     group = parser.add_argument_group("solver")
-    group.add_argument("--solver", choices=["auto", "highs", "gurobi"], default="auto",
-                       help="auto: Gurobi when a licence that fits the model exists, else HiGHS (default)")
+    what = ("auto (default): the toolkit's own certified interior-point method (builtin-ipm) where it applies, else "
+            "Gurobi when a licence that fits the model exists, else HiGHS; highs / gurobi: that solver solves every "
+            "LP (an error, not a switch, when it cannot)")
+    if sweep:
+        group.add_argument("--solver", "--solvers", dest="solvers", nargs="+", choices=["auto", "highs", "gurobi"],
+                           default=["auto"], help="solvers, a grid dimension: " + what)
+    else:
+        group.add_argument("--solver", choices=["auto", "highs", "gurobi"], default="auto", help=what)
     group.add_argument("--time-limit", type=float, default=None, help="solver time limit in seconds")
     group.add_argument("--threads", type=int, default=None, help="solver threads (default: the solver's choice)")
 
@@ -72,7 +78,7 @@ def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> Non
     """The repair settings: run_repair.py's flags, or with ``sweep`` experiment_runner.py's, where the grid
     dimensions take several values (--param-bounds, --margins, --layers, --methods, --preserves) and the help is a
     sweep's."""
-    d = RepairConfig()
+    d = RepairConfig()  # a grid dimension's default is the single run's
 
     def flag(name: str, field: str, help: str | None, sweep_help: str | None, plural=None, **kw) -> None:
         """``plural``: (flags, dest, defaults) of the flag in a sweep, where it is a grid dimension."""
@@ -84,12 +90,12 @@ def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> Non
 
     flag("--param-bound", "param_bound", "max |parameter change| (default 5.0)",
          "max |parameter change| values (default: 5.0)",
-         (("--param-bound", "--param-bounds"), "param_bounds", DEFAULT_BOUNDS), type=float)
+         (("--param-bound", "--param-bounds"), "param_bounds", [d.param_bound]), type=float)
     flag("--margin", "margin", "classification margin (default 2.0)", "margin values (default: 2.0)",
-         (("--margin", "--margins"), "margins", DEFAULT_MARGINS), type=float)
+         (("--margin", "--margins"), "margins", [d.margin]), type=float)
     flag("--layer", "layer", f"layer to edit: {', '.join(CLASSIFIER_LINEARS)} or last/penultimate/first (default: "
          "the last)", "layers to edit: classifier.1/.4/.6 or last/penultimate/first (default: the last)",
-         (("--layers",), "layers", DEFAULT_LAYERS))
+         (("--layers",), "layers", [d.layer]))
     flag("--rows", "rows", "editable rows of the layer: a:b, i,j,k, or a count N (the N rows with the largest loss "
          "gradient); default all", "editable rows of the layer (see run_repair.py; default all)")
     flag("--objective", "objective", "default linf+l1n (APRNN)", "repair objective (default: APRNN's)",
@@ -98,7 +104,7 @@ def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> Non
     flag("--algorithm", "algorithm", "solver algorithm: auto, simplex, primal, ipm, ipm-nocrossover, pdlp",
          "solver algorithm (see run_repair.py)")
     flag("--method", "method", "aprnn: the provable LP repair (default); ft: fine-tuning baseline on the same "
-         "parameters", "repair methods (default: aprnn)", (("--methods",), "methods", DEFAULT_METHODS),
+         "parameters", "repair methods (default: aprnn)", (("--methods",), "methods", [d.method]),
          choices=METHODS)
     flag("--on-infeasible", "on_infeasible", "aprnn: when no repair of all images exists, fail (default) or repair "
          "the largest fixable subset (a MILP, under --time-limit too; exit 1, status partial, model written)",
@@ -114,7 +120,7 @@ def _add_preserve_args(flag) -> None:
     flag("--preserve", "preserve", "preserve-set size N: N images of --preserve-split that the base model classifies "
          f"correctly with --preserve-margin must stay so; {guarantee}. Default 0: plain APRNN",
          f"preserve-set sizes, a grid dimension (e.g. --preserves 0 1000; default: 0, none); {guarantee}",
-         (("--preserve", "--preserves"), "preserves", DEFAULT_PRESERVES), type=int, metavar="N")
+         (("--preserve", "--preserves"), "preserves", [RepairConfig.preserve]), type=int, metavar="N")
     flag("--preserve-margin", "preserve_margin", "label logit - every other logit >= D on each preserve image "
          "(default 0)", "label logit - every other logit >= D on each preserve image (default 0)", type=float,
          metavar="D")
@@ -167,6 +173,18 @@ def add_submission_commands(sub) -> None:
         add_common_args(p, seed=None)
 
 
+def data_source_from(args, recorded: str | None = None) -> DataSource:
+    """Where a script's data comes from: --dataset (else the ``recorded`` dataset of an edit set or checkpoint, else
+    cifar10), --data-dir and --no-download."""
+    return DataSource(args.dataset or dataset_family(recorded), args.data_dir, not args.no_download)
+
+
+def ft_config_from(args) -> FTConfig:
+    """Fine-tuning's settings from run_repair.py's --ft-* flags and --seed."""
+    return FTConfig(max_steps=args.ft_max_steps, lr=args.ft_lr, optimizer=args.ft_optimizer, replay=args.ft_replay,
+                    seed=args.seed)
+
+
 def repair_config_from(args) -> RepairConfig:
     """The RepairConfig of run_repair.py's flags (:func:`add_repair_args` and :func:`add_solver_args`)."""
     return RepairConfig(layer=args.layer, rows=args.rows, param_bound=args.param_bound, margin=args.margin,
@@ -184,8 +202,26 @@ def device_from(args) -> torch.device:
     return torch.device("cpu")
 
 
-def setup_logging(level: str = "WARNING") -> None:
+PROGRESS = "alexnet_repair.progress"  # the logger of the long steps' one-line progress (loading, passes, rounds)
+
+
+def setup_logging(level: str = "WARNING", progress: bool = False) -> None:
+    """Log at ``level``. The long steps' progress lines (logger PROGRESS, INFO) are in the log at INFO or below;
+    with ``progress`` and stderr a terminal they are also shown there as plain lines at any level (a script passes
+    ``progress`` unless --quiet)."""
     logging.basicConfig(level=getattr(logging, level), format="%(levelname)s %(name)s: %(message)s", force=True)
+    lines = logging.getLogger(PROGRESS)
+    for handler in list(lines.handlers):
+        lines.removeHandler(handler)
+    lines.propagate = True
+    lines.setLevel(logging.NOTSET)
+    if progress and sys.stderr.isatty():
+        lines.setLevel(logging.INFO)
+        if getattr(logging, level) > logging.INFO:  # the root handler would drop them: show them on their own
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            lines.addHandler(handler)
+            lines.propagate = False
 
 
 def script_main(func):

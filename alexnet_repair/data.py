@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import pickle
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,15 +18,16 @@ import torch
 
 from .errors import DataError
 from .fileio import one_line
+from .synthetic import synthetic_images
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger("alexnet_repair.progress")  # one line per long step; scripts show it
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATASETS = ("cifar10", "synthetic")
 RESIZE, CROP = 70, 64
 SYNTHETIC_SIZES = {"train": 8000, "test": 2000}
 SYNTHETIC_SEED = 0
-SYNTHETIC_CHUNK = 500  # synthetic images built per step
 
 
 @dataclass
@@ -80,6 +82,23 @@ def _resize_uint8(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     return out.round_().to(torch.uint8)
 
 
+def dataset_family(name: str | None) -> str:
+    """The --dataset a recorded dataset name is loaded with: "cifar10-folder" (a CIFAR-format folder) -> "cifar10"."""
+    return (name or "cifar10").removesuffix("-folder")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the splits of a run come from: the --dataset, its --data-dir and whether it may be downloaded."""
+
+    dataset: str = "cifar10"
+    data_dir: str = "data"
+    download: bool = True
+
+    def load(self, split: str) -> "Split":
+        return load_split(self.dataset, split, self.data_dir, download=self.download)
+
+
 def load_split(dataset: str = "cifar10", split: str = "test", data_dir: str | Path = "data",
                download: bool = True, synthetic_seed: int = SYNTHETIC_SEED) -> Split:
     """Load ``split`` of ``dataset``. CIFAR-10 is downloaded into ``data_dir`` on first use when ``download``.
@@ -88,11 +107,14 @@ def load_split(dataset: str = "cifar10", split: str = "test", data_dir: str | Pa
     """
     if split not in ("train", "test"):
         raise DataError(f"unknown split {split!r}: use 'train' or 'test'")
-    if dataset == "synthetic":
-        return synthetic_split(split, seed=synthetic_seed)
-    if dataset != "cifar10":
+    if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}: use one of {', '.join(DATASETS)}")
-    return _load_cifar(Path(data_dir), split, download)
+    start = time.perf_counter()
+    out = synthetic_split(split, seed=synthetic_seed) if dataset == "synthetic" else \
+        _load_cifar(Path(data_dir), split, download)
+    progress.info("loaded the %s split of %s: %d images (%.1f s)", split, out.dataset, len(out),
+                  time.perf_counter() - start)
+    return out
 
 
 # The official CIFAR-10 python files and sizes (torchvision lists the names with md5 sums; tests/test_data.py checks
@@ -239,62 +261,7 @@ def _to_split(images: np.ndarray, labels: np.ndarray, name: str, split: str, fol
 
 
 def synthetic_split(split: str, seed: int = 0, size: int | None = None) -> Split:
-    """The offline ``synthetic`` set: deterministic from ``seed``, CIFAR-shaped, 10 classes.
-
-    Each class has a smooth colour prototype. An image of class c is ``w * shift(proto[c]) +
-    (1 - w) * shift(proto[c'])`` for a random other class c' with w ~ U(0.4, 1), plus a random smooth background
-    and pixel noise. Images with w near or below 0.5 are genuinely ambiguous, so a trained AlexNet lands around
-    75-90% test accuracy and has real misclassifications to repair. Train and test are drawn independently.
-    """
+    """The offline ``synthetic`` set (synthetic.py): deterministic from ``seed``, CIFAR-shaped, 10 classes."""
     n = size if size is not None else SYNTHETIC_SIZES[split]
-    protos = _upsample(np.random.default_rng(seed).uniform(0, 1, size=(10, 3, 4, 4)).astype(np.float32))
-    rng = np.random.default_rng([seed, 1 if split == "train" else 2])
-    labels = np.arange(n) % 10
-    rng.shuffle(labels)
-    other = (labels + rng.integers(1, 10, size=n)) % 10
-    weight = rng.uniform(0.4, 1.0, size=(n, 1, 1, 1))
-    # x = w * a + (1 - w) * b, then 0.75 * x + 0.25 * smooth + N(0, 0.06): every random draw for all images first,
-    # in the original order, then the pixels chunk by chunk (the same float64 operations in the same order, so the
-    # same pixels as one pass over all images, without fresh 200 MB arrays: on a VM their page faults cost seconds)
-    where_a, where_b = _shift_index(labels, rng), _shift_index(other, rng)
-    coarse = rng.uniform(0, 1, size=(n, 3, 3, 3)).astype(np.float32)  # smooth backgrounds, before upsampling
-    images = np.empty((n, 32, 32, 3), dtype=np.uint8)
-    for lo in range(0, n, SYNTHETIC_CHUNK):
-        part = slice(lo, min(lo + SYNTHETIC_CHUNK, n))
-        x, b = _gather(protos, labels, where_a, part), _gather(protos, other, where_b, part)
-        np.multiply(x, weight[part], out=x)
-        np.multiply(b, 1 - weight[part], out=b)
-        x += b
-        x *= 0.75
-        x += _upsample(coarse[part]) * 0.25
-        rng.standard_normal(out=b)  # what rng.normal(0, 0.06) draws, before its scale
-        b *= 0.06
-        x += b
-        x *= 255
-        images[part] = np.clip(np.round(x, out=x), 0, 255, out=x)
-    return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), "synthetic", split,
-                 f"synthetic(seed={seed}, n={n})")
-
-
-def _upsample(coarse: np.ndarray) -> np.ndarray:
-    """(n, 3, g, g) float32 random colours -> (n, 32, 32, 3) float64 smooth colour fields (bilinear)."""
-    fine = torch.nn.functional.interpolate(torch.from_numpy(coarse), size=(32, 32), mode="bilinear",
-                                           align_corners=True)
-    return fine.permute(0, 2, 3, 1).numpy().astype(np.float64)
-
-
-def _shift_index(which: np.ndarray, rng: np.random.Generator, size: int = 32, max_shift: int = 4):
-    """(rows, cols) of each image's random roll by (dy, dx) in [-max_shift, max_shift], half of them flipped
-    horizontally (the draws of one roll per image in ``which``)."""
-    n = len(which)
-    shifts = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
-    flips = rng.random(n) < 0.5
-    rows = (np.arange(size) - shifts[:, :1]) % size  # np.roll: out[i] = in[(i - shift) % size]
-    cols = (np.arange(size) - shifts[:, 1:]) % size
-    return rows, np.where(flips[:, None], cols[:, ::-1], cols)
-
-
-def _gather(images: np.ndarray, which: np.ndarray, where, part: slice) -> np.ndarray:
-    """images[which[part]], rolled and flipped as ``where`` (from _shift_index) says: one gather."""
-    rows, cols = where[0][part], where[1][part]
-    return images[which[part][:, None, None], rows[:, :, None], cols[:, None, :]]
+    images, labels = synthetic_images(split, seed, n)
+    return Split(torch.from_numpy(images), torch.from_numpy(labels), "synthetic", split, f"synthetic(seed={seed}, n={n})")

@@ -10,12 +10,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import CLASS_NAMES, Split, load_split
+from .data import CLASS_NAMES, DataSource, Split
 from .errors import DataError
-from .paths import path_for
 
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger("alexnet_repair.progress")
 
 
 def bar_disabled(progress: bool) -> bool | None:
@@ -96,11 +96,12 @@ def class_table(per_class_rows: dict[str, list[float]]) -> str:
 
 
 def compare_models(base: Predictions, repaired: Predictions, edit_indices=(), holdout_indices=(),
-                   holdout: tuple[Predictions, Predictions] | None = None) -> dict:
+                   holdout: tuple[Predictions, Predictions] | None = None, preserve_indices=()) -> dict:
     """What a repair did, as the field defines it (both Predictions over the same test split, same order).
 
     - test accuracy before/after on the whole split;
-    - drawdown = accuracy before - after on the drawdown set (split images NOT in the edit set or held-out set);
+    - drawdown = accuracy before - after on the drawdown set (split images NOT in the edit set, the held-out set or
+      ``preserve_indices``, the preserve images of a ``--preserve-split test`` repair, held correct by construction);
     - generalization = accuracy after - before on the held-out same-kind images (``holdout_indices`` of this split,
       or ``holdout`` = (before, after) predictions restricted to them when they live in another split);
     - per-class accuracy change on the drawdown set, and the worst class.
@@ -109,13 +110,15 @@ def compare_models(base: Predictions, repaired: Predictions, edit_indices=(), ho
     edit_indices = np.asarray(edit_indices, dtype=np.int64)
     holdout_indices = np.asarray(holdout_indices, dtype=np.int64)
     same_split_holdout = holdout_indices if holdout is None else np.zeros(0, np.int64)
-    drawdown_mask = ~base.subset(np.concatenate([edit_indices[edit_indices >= 0], same_split_holdout]))
+    preserve_indices = np.asarray(preserve_indices, dtype=np.int64)
+    drawdown_mask = ~base.subset(np.concatenate([edit_indices[edit_indices >= 0], same_split_holdout,
+                                                 preserve_indices]))
     before, after = base.per_class(drawdown_mask), repaired.per_class(drawdown_mask)
     change = [a - b for a, b in zip(after, before)]
     finite = [(c, v) for c, v in enumerate(change) if np.isfinite(v)]
     worst_class, worst_change = min(finite, key=lambda cv: cv[1]) if finite else (None, float("nan"))
     out = {"baseline_test_accuracy": base.accuracy(), "repaired_test_accuracy": repaired.accuracy(),
-           "drawdown_set_size": int(drawdown_mask.sum()),
+           "drawdown_set_size": int(drawdown_mask.sum()), "drawdown_excludes_preserve": int(preserve_indices.size),
            "baseline_drawdown_accuracy": base.accuracy(drawdown_mask),
            "repaired_drawdown_accuracy": repaired.accuracy(drawdown_mask),
            "per_class_change": change, "worst_class": worst_class, "worst_class_change": worst_change}
@@ -234,21 +237,15 @@ def first_changed_position(base: torch.nn.Module, model: torch.nn.Module) -> int
     return min(positions) if positions else len(model.classifier)
 
 
-def classifier_stop(layer: str) -> int:
-    """'classifier.6' -> 6: the position of a classifier layer, i.e. the cache stop that feeds it."""
-    return int(layer.split(".")[1])
-
-
-def evaluate_repair(base, repaired, editset, dataset: str, args, device="cpu",
-                    base_preds: Predictions | None = None) -> dict:
+def evaluate_repair(base, repaired, editset, data: DataSource, device="cpu", quiet: bool = False,
+                    base_preds: Predictions | None = None, preserve_test_indices=()) -> dict:
     """Drawdown, generalization and per-class change of a repair on the test split (and the edit set's split).
 
-    The base model runs once over the test split; the repaired model runs only the layers the repair changed."""
-    quiet = bool(getattr(args, "quiet", False))
-    download = not getattr(args, "no_download", False)
-    data_dir = getattr(args, "data_dir", str(path_for("dataset_root")))
+    The base model runs once over the test split; the repaired model runs only the layers the repair changed.
+    ``preserve_test_indices``: test images a preserve set held correct by construction, left out of the drawdown."""
+    progress.info("evaluating the repair on the test split (base model and repaired layers)")
     try:
-        test = load_split(dataset, "test", data_dir, download=download)
+        test = data.load("test")
     except DataError as err:
         log.warning("skipping drawdown evaluation: %s", err)
         return {}
@@ -262,7 +259,8 @@ def evaluate_repair(base, repaired, editset, dataset: str, args, device="cpu",
         new_preds = predict(repaired, test, device, progress=not quiet, desc="repaired model")
     holdout = None
     if not same and len(editset.holdout_indices):
-        other = load_split(dataset, editset.meta["split"], data_dir, download=download)
+        other = data.load(editset.meta["split"])
         holdout = tuple(predict(m, other, device, index=editset.holdout_indices, progress=not quiet)
                         for m in (base, repaired))
-    return compare_models(base_preds, new_preds, editset.indices if same else (), editset.holdout_indices, holdout)
+    return compare_models(base_preds, new_preds, editset.indices if same else (), editset.holdout_indices, holdout,
+                          preserve_test_indices)

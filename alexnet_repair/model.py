@@ -168,6 +168,12 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def layer_position(layer: str) -> int:
+    """'classifier.6' -> 6: a classifier layer's position in ``classifier`` (also the number of classifier modules
+    its input passes through, and the stop of a FeatureCache that feeds it)."""
+    return int(resolve_layer(layer).split(".")[1])
+
+
 def resolve_layer(name: str | int) -> str:
     """Accept 'classifier.6', '6', 'last', 'fc3', -1, 3 ... and return the canonical layer name."""
     aliases = {"last": "classifier.6", "penultimate": "classifier.4", "first": "classifier.1",

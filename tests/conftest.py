@@ -13,6 +13,7 @@
                        to check vectorised code against.
 - ``fitted_test_preds`` ``predict_each(fitted_model, cifar_test)``, computed once per session.
 - ``workdir``          chdir into an empty folder with data/, data/edit_sets/, artifacts/ and results/.
+- ``editset_file``     10 misclassified test images of ``fitted_model``, saved as the ``misclassified`` edit set there.
 - ``quiet_state`` / ``quiet_checkpoint``  the fitted model with logits scaled by 0.01 (same predictions; repairs
                        verify), as a state dict and as a checkpoint file (both session-scoped: do not mutate).
 - ``preserve_sweep``   a real 8-run grid sweep of ``quiet_checkpoint`` with ``--preserves 0 20`` (aprnn and ft, models
@@ -264,3 +265,12 @@ def sweep_dir(tmp_path_factory, cifar_dir, quiet_checkpoint):
     with chdir(root):
         assert experiment_runner.main(args) == 0
     return root
+
+
+@pytest.fixture
+def editset_file(workdir, fitted_model, cifar_test):
+    """10 misclassified test images of the fitted model, saved where run_repair.py's ``misclassified`` mode looks."""
+    from alexnet_repair.editsets import build_editset, save_editset
+    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=10, progress=False)
+    pt, _ = save_editset(es, workdir / "data/edit_sets/misclassified_edit_dataset.pt")
+    return pt

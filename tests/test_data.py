@@ -140,12 +140,12 @@ def test_synthetic_is_deterministic_and_balanced():
 def test_synthetic_pixels_do_not_depend_on_the_chunk_size(monkeypatch):
     """The set is built chunk by chunk with every random draw made first: any chunk size gives the same pixels
     (the models trained on it stay valid)."""
-    from alexnet_repair import data
+    from alexnet_repair import synthetic
 
     whole = synthetic_split("train", seed=1, size=45)
-    monkeypatch.setattr(data, "SYNTHETIC_CHUNK", 7)
+    monkeypatch.setattr(synthetic, "SYNTHETIC_CHUNK", 7)
     assert torch.equal(synthetic_split("train", seed=1, size=45).images, whole.images)
-    monkeypatch.setattr(data, "SYNTHETIC_CHUNK", 1)
+    monkeypatch.setattr(synthetic, "SYNTHETIC_CHUNK", 1)
     assert torch.equal(synthetic_split("train", seed=1, size=45).images, whole.images)
 
 

@@ -12,6 +12,7 @@ import torch
 from alexnet_repair.data import Split
 from alexnet_repair.errors import UsageError
 from alexnet_repair.evaluate import FeatureCache
+from alexnet_repair.model import layer_position
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def draw_preserve_set(model, split: Split, count: int, margin: float = 0.0, seed
         raise UsageError(f"--preserve must be >= 0 and --preserve-margin >= 0 (got {count}, {margin})")
     order = np.random.default_rng(seed).permutation(len(split))
     order = order[~np.isin(order, np.asarray(exclude, dtype=np.int64))]
-    stops = [] if layer is None else [int(layer.split(".")[1])]
+    stops = [] if layer is None else [layer_position(layer)]
     chosen, kept = [], []
     for start in range(0, order.size, SCAN_BATCH):
         if sum(c.size for c in chosen) >= count:

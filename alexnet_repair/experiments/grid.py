@@ -34,7 +34,7 @@ from .rows import provenance_fields, result_fields, settings_fields, timestamp
 from .schema import COLUMNS, SCHEMA
 from .settings import (DEFAULT_BOUNDS, DEFAULT_CLASSES, DEFAULT_LAYERS, DEFAULT_MARGINS, DEFAULT_METHODS,
                        DEFAULT_SEEDS, DEFAULT_SIZES, DEFAULT_TYPES, RepairSettings, check_settings, settings_grid)
-from .setup import SweepContext, method_args, repair_config
+from .setup import SweepContext, data_source, repair_config
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,11 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
                    baseline_accuracy_edit_set=100.0 * float((editset.predictions == editset.labels).float().mean()))
         record["editset"] = {k: v for k, v in editset.meta.items() if k != "probabilities"}
         config = repair_config(setup, spec, threads)
-        result = run_method(base, editset, config, method_args(setup, spec.seed), setup.device)
+        result = run_method(base, editset, config, data_source(setup), seed=spec.seed, device=setup.device)
         row.update(result_fields(result))
         record["result"] = result.record()
         if result.model is not None:      # success, or a verified partial repair (max-fixed, fine-tuning)
-            row.update(_evaluate(ctx, base, result.model, editset, spec, record))
+            row.update(_evaluate(ctx, base, result.model, editset, spec, record, result.preserve_indices))
     except AlexRepairError as err:
         row["error_message"] = str(err)
     except Exception as err:  # a bug or resource failure in one run must not end the sweep: record why
@@ -103,9 +103,11 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
     return row
 
 
-def _evaluate(ctx: SweepContext, base, repaired, editset, spec: RunSpec, record: dict) -> dict:
-    """Metrics of a successful repair; the edit-set margin is re-measured on the model as saved."""
+def _evaluate(ctx: SweepContext, base, repaired, editset, spec: RunSpec, record: dict, preserve_indices=None) -> dict:
+    """Metrics of a successful repair; the edit-set margin is re-measured on the model as saved. The drawdown leaves
+    out a ``--preserve-split test`` repair's preserve images (held correct by construction)."""
     setup, out = ctx.setup, {}
+    preserve_test = (preserve_indices or []) if spec.preserve_split == "test" else []
     if setup.keep_models:
         path = path_for("run_models", experiment_id=spec.experiment_id, sweep_csv=setup.output_file) / "repaired.pth"
         save_checkpoint(repaired, path)
@@ -117,11 +119,13 @@ def _evaluate(ctx: SweepContext, base, repaired, editset, spec: RunSpec, record:
     out["repaired_accuracy_edit_set"] = 100.0 * float((logits.argmax(1) == editset.labels).float().mean())
     new_preds = ctx.cache.predictions(repaired, base, setup.device)
     if editset.split == ctx.test.split:
-        metrics = compare_models(ctx.cache.base_predictions(), new_preds, editset.indices, editset.holdout_indices)
+        metrics = compare_models(ctx.cache.base_predictions(), new_preds, editset.indices, editset.holdout_indices,
+                                 preserve_indices=preserve_test)
     else:
         holdout = tuple(predict(m, ctx.edit, setup.device, index=editset.holdout_indices, progress=False)
                         for m in (base, repaired)) if len(editset.holdout_indices) else None
-        metrics = compare_models(ctx.cache.base_predictions(), new_preds, (), editset.holdout_indices, holdout)
+        metrics = compare_models(ctx.cache.base_predictions(), new_preds, (), editset.holdout_indices, holdout,
+                                 preserve_test)
     worst = metrics.get("worst_class")
     out.update({k: metrics[k] for k in ("drawdown_set_size", "drawdown", "holdout_size", "baseline_holdout_accuracy",
                                         "repaired_holdout_accuracy", "generalization", "per_class_change",

@@ -98,7 +98,8 @@ class Progress:
                 self.bar.set_postfix_str(note, refresh=False)
             self.bar.update(n)
         elif self.lines and n and (self.done // self.every > before // self.every or self.done >= self.total):
-            print(self.line(note), file=self.stream, flush=True)
+            self.stream.write(self.line(note) + "\n")
+            self.stream.flush()
 
     def line(self, note: str = "") -> str:
         text = f"{self.desc}: {self.done}/{self.total} {self.unit}s done, {self.failed} failed"

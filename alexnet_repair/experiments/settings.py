@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from ..data import CLASS_NAMES
 from ..editsets import SWEEP_TYPES, parse_sweep_type
 from ..errors import UsageError
-from ..model import resolve_layer
-from ..evaluate import classifier_stop
+from ..model import layer_position, resolve_layer
+from ..repair.types import METHODS
 
 # Every default of a grid sweep, in one place. The README's `experiment_runner.py --dataset synthetic` runs this
 # grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer, about 5 minutes on 2 busy CPU cores (measured).
@@ -28,7 +28,6 @@ DEFAULT_SEEDS = (0,)                     # edit-set draws (same seed: smaller se
 DEFAULT_SIZING = "flexible"              # flexible: take what exists; strict: fewer candidates is a failed run
 DEFAULT_HOLDOUT_FRACTION = 0.5           # share of the candidates kept out of the edit set for generalization
 DEFAULT_EDIT_SPLIT = "test"              # split the edit sets are drawn from (drawdown = the rest of the test split)
-METHODS = ("aprnn", "ft")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class RepairSettings:
         """These settings as an id part: class, bound, margin, layer, seed, method, solver, and only with a preserve
         set its size, margin and split (so the ids of plain runs are those of sweeps made before preserve sets)."""
         cls = "-" if self.target_class is None else self.target_class
-        tag = (f"c{cls}_b{self.param_bound:g}_m{self.margin:g}_l{classifier_stop(self.layer)}_s{self.seed}"
+        tag = (f"c{cls}_b{self.param_bound:g}_m{self.margin:g}_l{layer_position(self.layer)}_s{self.seed}"
                f"_{self.method}_{self.solver}")
         if self.preserve:
             tag += f"_p{self.preserve}" + (f"_d{self.preserve_margin:g}" if self.preserve_margin else "")
@@ -60,15 +59,17 @@ class RepairSettings:
         return tag
 
 
-def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, preserves=DEFAULT_PRESERVES,
+def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solvers, preserves=DEFAULT_PRESERVES,
                   preserve_margin=DEFAULT_PRESERVE_MARGIN, preserve_split=DEFAULT_PRESERVE_SPLIT) -> list[dict]:
-    """The RepairSettings fields of every combination for one repair-set type (``misclassified`` has no class)."""
+    """The RepairSettings fields of every combination for one repair-set type (``misclassified`` has no class);
+    ``solvers``: one solver name or several (a grid dimension)."""
     targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
+    solvers = [solvers] if isinstance(solvers, str) else list(dict.fromkeys(solvers))
     return [dict(repair_set_type=kind, target_class=cls, param_bound=float(bound), margin=float(margin),
                  layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver, preserve=int(preserve),
                  preserve_margin=float(preserve_margin), preserve_split=preserve_split)
-            for cls, bound, margin, layer, method, preserve, seed in itertools.product(
-                targets, bounds, margins, layers, methods, preserves, seeds)]
+            for cls, bound, margin, layer, method, solver, preserve, seed in itertools.product(
+                targets, bounds, margins, layers, methods, solvers, preserves, seeds)]
 
 
 def check_settings(types, sizes, classes, bounds, margins, methods, preserves=DEFAULT_PRESERVES,

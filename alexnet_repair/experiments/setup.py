@@ -10,18 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data import Split, load_split
+from ..data import DataSource, Split, load_split
 from ..evaluate import Predictions, predict
-from ..model import file_sha256, load_checkpoint, resolve_layer
+from ..model import file_sha256, layer_position, load_checkpoint, resolve_layer
 from ..paths import path_for
 from ..provenance import versions
 from ..repair import RepairConfig
 from ..training import TrainConfig, train_base_model
-from ..evaluate import FeatureCache, classifier_stop
+from ..evaluate import FeatureCache
 from .settings import DEFAULT_EDIT_SPLIT, DEFAULT_HOLDOUT_FRACTION, DEFAULT_SIZING
 
 log = logging.getLogger(__name__)
@@ -82,11 +81,9 @@ def repair_config(setup: SweepSetup, spec, threads: int | None) -> RepairConfig:
                         preserve_margin=spec.preserve_margin, preserve_split=spec.preserve_split)
 
 
-def method_args(setup: SweepSetup, seed: int) -> Namespace:
-    """What repair.run_method reads from a script's arguments (fine-tuning: data for replay, seed);
-    the --ft-* settings stay at their defaults in sweeps."""
-    return Namespace(dataset=setup.dataset, data_dir=setup.data_dir, no_download=not setup.download, seed=seed,
-                     quiet=True)
+def data_source(setup: SweepSetup) -> DataSource:
+    """Where a sweep's runs read the preserve sets and fine-tuning's replay images from."""
+    return DataSource(setup.dataset, setup.data_dir, setup.download)
 
 
 def prepare_context(setup: SweepSetup, layers, progress: bool = True, weights_sha256: str | None = None
@@ -95,7 +92,7 @@ def prepare_context(setup: SweepSetup, layers, progress: bool = True, weights_sh
     base = load_checkpoint(setup.weights)
     sha = weights_sha256 or file_sha256(setup.weights)
     test = load_split(setup.dataset, "test", setup.data_dir, download=setup.download)
-    stops = {classifier_stop(resolve_layer(layer)) for layer in layers}
+    stops = {layer_position(resolve_layer(layer)) for layer in layers}
     cache = FeatureCache.build(base, test, stops, device=setup.device)
     if setup.edit_split == "test":
         edit, base_edit = test, cache.base_predictions()

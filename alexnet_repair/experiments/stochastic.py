@@ -25,19 +25,19 @@ import torch
 
 from ..editsets import SWEEP_TYPES, EditSet, build_editset
 from ..errors import AlexRepairError, DataError
-from ..model import load_checkpoint, save_checkpoint
+from ..model import layer_position, load_checkpoint, save_checkpoint
 from ..paths import path_for, safe_name
 from ..repair import run_method
 from .claims import Claims
 from .csvstore import append_row, drop_rows, is_true, read_csv, store_row
-from ..evaluate import FeatureCache, classifier_stop
+from ..evaluate import FeatureCache
 from .pool import run_all, threads_per_worker
 from .progress import Progress
 from .rows import error_fields, provenance_fields, result_fields, settings_fields, timestamp
 from .schema import STOCHASTIC_COLUMNS as COLUMNS
 from .schema import STOCHASTIC_SCHEMA as SCHEMA
 from .settings import RepairSettings, check_settings, settings_grid
-from .setup import SweepContext, method_args, repair_config
+from .setup import SweepContext, data_source, repair_config
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def run_chain(spec: ChainSpec, ctx: SweepContext, base, output, iterations: int,
         return [row]
     if failed_setup:  # the chain's setup works now: drop the old error row
         drop_rows(output, "row_id", [r["row_id"] for r in failed_setup], COLUMNS)
-    full_cache = FeatureCache.build(base, ctx.edit, {classifier_stop(spec.layer)}, index=full.indices,
+    full_cache = FeatureCache.build(base, ctx.edit, {layer_position(spec.layer)}, index=full.indices,
                                     device=setup.device)
     common.update(full_set_size=len(full), candidates=full.meta["candidates"],
                   baseline_full_repair_accuracy=full_cache.base_predictions().accuracy())
@@ -171,7 +171,7 @@ def _iterate(spec: ChainSpec, ctx: SweepContext, base, model, full: EditSet, ful
     row = {**common, "iteration": it, "row_id": f"{spec.chain_id}_it{it}", "batch_indices": full.indices[pick].tolist(),
            "batch_accuracy_before": float(100.0 * (before.preds[pick] == before.labels[pick]).mean())}
     try:
-        result = run_method(model, batch, config, method_args(setup, spec.seed), setup.device)
+        result = run_method(model, batch, config, data_source(setup), seed=spec.seed, device=setup.device)
     except AlexRepairError as err:
         row.update(error_fields(str(err)))
         return model, row

@@ -1,6 +1,6 @@
 """APRNN provable repair of an AlexNet, and the baselines measured against it.
 
-:func:`repair` (images and labels) and :func:`run_method` (an edit set, with the scripts' flags) are the only
+:func:`repair` (images and labels) and :func:`run_method` (an edit set and where its data lives) are the only
 dispatchers: ``config.method`` picks APRNN (``methods/aprnn.py``) or fine-tuning (``methods/finetune.py``).
 Layout: ``types`` (config and results), ``bridge`` (model <-> LP), ``verify`` (the float32 check of what is
 saved), ``methods/`` and ``lp/`` (the LP itself, no torch).
@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import torch
 
-from alexnet_repair.data import load_split
+from alexnet_repair.data import DataSource, dataset_family
 from alexnet_repair.editsets import PreserveSet, draw_preserve_set
 from alexnet_repair.model import AlexNet
 from alexnet_repair.repair.bridge import apply_solution, layer_inputs
@@ -27,7 +27,7 @@ from alexnet_repair.repair.verify import verify
 log = logging.getLogger(__name__)
 
 __all__ = ["FORMULATIONS", "OBJECTIVES", "STATUSES", "FTConfig", "RepairConfig", "RepairResult", "Verification",
-           "apply_solution", "ft_config_from", "preserve_set_for", "layer_inputs", "repair", "run_method", "verify"]
+           "apply_solution", "preserve_set_for", "layer_inputs", "repair", "run_method", "verify"]
 
 
 def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: RepairConfig, device="cpu",
@@ -43,29 +43,18 @@ def repair(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: R
     return repair_aprnn(model, images, labels, config, device, preserve)
 
 
-def ft_config_from(args=None):
-    """The fine-tuning settings of ``args`` (``--ft-*`` flags and ``--seed``); defaults where absent."""
-    d = FTConfig()
-    return FTConfig(max_steps=getattr(args, "ft_max_steps", d.max_steps), lr=getattr(args, "ft_lr", d.lr),
-                    optimizer=getattr(args, "ft_optimizer", d.optimizer), replay=getattr(args, "ft_replay", d.replay),
-                    seed=getattr(args, "seed", d.seed))
-
-
-def run_method(model, editset, config: RepairConfig, args=None, device="cpu") -> RepairResult:
+def run_method(model, editset, config: RepairConfig, data: DataSource | None = None, ft: FTConfig | None = None,
+               seed: int = 0, device="cpu") -> RepairResult:
     """Repair ``model`` on ``editset`` with the configured method: APRNN (the LP, default) or fine-tuning.
 
-    Fine-tuning's ``--ft-replay`` images come from the train split of the edit set's dataset.
+    ``data``: where the preserve set's and fine-tuning's replay images come from (default: the edit set's dataset
+    in ./data); ``ft``: fine-tuning's settings (default FTConfig(seed=seed)); ``seed`` draws the preserve set.
     """
     config.validate()
-    dataset = getattr(args, "dataset", None) or (editset.dataset or "cifar10").removesuffix("-folder")
-
-    @functools.cache  # the preserve set and fine-tuning's replay may both read the train split: load it once
-    def split(name: str):
-        return load_split(dataset, name, getattr(args, "data_dir", "data"),
-                          download=not getattr(args, "no_download", False))
-
-    preserve = preserve_set_for(model, editset, config, split, getattr(args, "seed", 0) or 0, device)
-    ft = ft_config_from(args) if config.method == "ft" else None
+    data = data or DataSource(dataset_family(editset.dataset))
+    split = functools.cache(data.load)  # the preserve set and fine-tuning's replay may both read the train split
+    preserve = preserve_set_for(model, editset, config, split, seed, device)
+    ft = (ft or FTConfig(seed=seed)) if config.method == "ft" else None
     replay = split("train") if ft is not None and ft.replay else None
     return repair(model, editset.images, editset.labels, config, device, ft, replay, preserve)
 
@@ -75,9 +64,6 @@ def preserve_set_for(model, editset, config: RepairConfig, load, seed: int = 0, 
     ``load(config.preserve_split)`` with ``seed``, never overlapping the edit set or its held-out images."""
     if not config.preserve:
         return None
-    if config.preserve_split == "test":
-        log.warning("--preserve-split test: the preserve images are test images, so the measured drawdown is "
-                    "contaminated (they are held correct by construction)")
     exclude = ()
     if editset.meta.get("split", "test") == config.preserve_split:
         exclude = np.r_[editset.indices, editset.holdout_indices]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from alexnet_repair.errors import UsageError
-from alexnet_repair.model import CLASSIFIER_LINEARS, AlexNet
+from alexnet_repair.model import CLASSIFIER_LINEARS, AlexNet, layer_position
 from alexnet_repair.repair.lp.spec import LPSpec
 from alexnet_repair.repair.types import RepairConfig
 
@@ -22,7 +22,7 @@ def layer_inputs(model: AlexNet, images: torch.Tensor, layer: str, device="cpu",
                  batch_size: int = 256) -> torch.Tensor:
     """(N, in_k) input of ``layer`` for each image, computed by the frozen prefix in ``dtype`` (dropout off)."""
     net = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
-    stop = int(layer.split(".")[1])
+    stop = layer_position(layer)
     outs = []
     for i in range(0, len(images), batch_size):
         h = net.embed(images[i:i + batch_size].to(device=device, dtype=dtype))
@@ -61,7 +61,7 @@ def _top_gradient_rows(model, layer, images, labels, count, device) -> np.ndarra
     n_out = model.get_submodule(layer).out_features
     if not 1 <= count <= n_out:
         raise UsageError(f"--rows {count}: a count must lie in 1..{n_out} for {layer}")
-    stop = int(layer.split(".")[1])
+    stop = layer_position(layer)
     net = copy.deepcopy(model).to(device).eval()
     h = layer_inputs(model, images, layer, device, dtype=torch.float32).to(device)
     z = net.classifier[stop](h).detach().requires_grad_(True)

@@ -9,9 +9,10 @@ import numpy as np
 
 from alexnet_repair.errors import UsageError
 from alexnet_repair.model import AlexNet, resolve_layer
-from alexnet_repair.repair.lp.spec import OBJECTIVES
+from alexnet_repair.repair.lp.spec import OBJECTIVES, check_formulation
 
 # "partial": a verified model that fixes only some edit images (max-fixed, or fine-tuning below 100% efficacy)
+METHODS = ("aprnn", "ft")  # "aprnn": the provable LP repair; "ft": the fine-tuning baseline on the same parameters
 STATUSES = ("success", "partial", "infeasible", "time_limit", "verify_failed", "error")
 
 
@@ -41,7 +42,7 @@ class RepairConfig:
             raise UsageError(f"--margin must be >= 0 (got {self.margin})")
         if self.objective not in OBJECTIVES:
             raise UsageError(f"unknown objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
-        if self.method not in ("aprnn", "ft"):
+        if self.method not in METHODS:
             raise UsageError(f"unknown method {self.method!r}: choose aprnn or ft")
         if self.on_infeasible not in ("fail", "max-fixed"):
             raise UsageError(f"unknown --on-infeasible {self.on_infeasible!r}: choose fail or max-fixed")
@@ -50,6 +51,7 @@ class RepairConfig:
                              f"{self.preserve_margin})")
         if self.preserve_split not in ("train", "test"):
             raise UsageError(f"unknown --preserve-split {self.preserve_split!r}: choose train or test")
+        check_formulation(self.formulation, self.solver, self.algorithm)
         if self.time_limit is not None and self.time_limit <= 0:
             raise UsageError("--time-limit must be positive")
 

@@ -1,4 +1,4 @@
-"""Independent float32 checks of a repair, no solver involved (ARCHITECTURE.md, "Verification").
+"""Independent float32 checks of a repair, no solver involved (docs/DESIGN.md, "Verification").
 
 :func:`verify` checks a repaired torch model against its base (what is saved is what is checked);
 :func:`check_solution` checks an LP solution of a bare :class:`LPSpec` in float32 (bench, LP tests).
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from alexnet_repair.model import CLASSIFIER_LINEARS, AlexNet
+from alexnet_repair.model import CLASSIFIER_LINEARS, AlexNet, layer_position
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair.lp.spec import LPSpec
 from alexnet_repair.repair.lp.spec import margins as lp_margins
@@ -23,7 +23,7 @@ from alexnet_repair.repair.types import RepairConfig, Verification
 def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfig, rows,
            device="cpu", pattern_tol: float = 1e-5, required=None, check_patterns: bool = True,
            preserve=None, check_preserve: bool = True) -> Verification:
-    """Independent float32 check of a repaired model (see ARCHITECTURE.md, "Verification").
+    """Independent float32 check of a repaired model (see docs/DESIGN.md, "Verification").
 
     ``required``: positions of the edit images that must be fixed (default all; max-fixed passes its subset);
     margins and patterns are checked on those, efficacy and ``fixed`` count every image.
@@ -103,7 +103,7 @@ def _editable_mask(model: AlexNet, layer: str, rows) -> dict[str, torch.Tensor]:
 
 def _pattern_flips(base, repaired, images, layer, tol, device) -> int:
     """Hidden units after ``layer`` whose ReLU state differs between the models, among |z_base| > tol."""
-    stop = int(layer.split(".")[1])
+    stop = layer_position(layer)
     relus = [i for i, m in enumerate(base.classifier) if isinstance(m, torch.nn.ReLU) and i > stop]
     if not relus:
         return 0

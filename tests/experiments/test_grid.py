@@ -18,6 +18,7 @@ import pytest
 import experiment_runner
 from alexnet_repair.data import load_split
 from alexnet_repair.editsets import SWEEP_TYPES, build_editset
+from alexnet_repair.data import DataSource
 from alexnet_repair.evaluate import evaluate_repair
 from alexnet_repair.experiments.csvstore import read_csv
 from alexnet_repair.experiments.grid import build_grid
@@ -69,8 +70,8 @@ def test_sweep_rows_match_a_direct_repair(sweep, cifar_dir):
         if not result.success:
             assert row["error_message"] == result.message and row["repaired_accuracy_test_set"] == ""
             continue
-        metrics = evaluate_repair(model, result.model, editset, "cifar10",
-                                  Namespace(data_dir=str(cifar_dir), no_download=True, quiet=True))
+        metrics = evaluate_repair(model, result.model, editset, DataSource("cifar10", str(cifar_dir), False),
+                                  quiet=True)
         for column, key in [("baseline_accuracy_test_set", "baseline_test_accuracy"),
                             ("repaired_accuracy_test_set", "repaired_test_accuracy"), ("drawdown", "drawdown"),
                             ("repaired_accuracy_drawdown_set", "repaired_drawdown_accuracy"),

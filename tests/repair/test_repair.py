@@ -25,13 +25,6 @@ def wrong(cifar_test, fitted_test_preds):
     return cifar_test.inputs(idx), cifar_test.labels[idx]
 
 
-@pytest.fixture
-def editset_file(workdir, fitted_model, cifar_test):
-    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=10, progress=False)
-    pt, _ = save_editset(es, workdir / "data/edit_sets/misclassified_edit_dataset.pt")
-    return pt
-
-
 def _predict(model, images):
     with torch.no_grad():
         return model.eval()(images)

@@ -17,7 +17,7 @@ from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.certified import ipm_applicable, solve_certified
 from alexnet_repair.repair.lp.lazy import VIOLATION_TOL, lazy_rounds
 from alexnet_repair.repair.lp.network import original_network, streamed_violations
-from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES, LPSolution, LPSpec
+from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES, LPSolution, LPSpec, check_formulation
 from alexnet_repair.repair.lp.straightforward import solve_straightforward
 from alexnet_repair.solvers import SolveOptions, Status
 
@@ -33,10 +33,7 @@ def uses_builtin_ipm(spec: LPSpec, solver: str, formulation: str, algorithm: str
     """Whether the toolkit's own certified IPM (solver ``builtin-ipm``) is the first to solve ``spec``
     (docs/DESIGN.md, "Formulations"): only when no external solver or solver algorithm was named, or with
     ``--formulation ipm``. A user who names ``--solver highs|gurobi`` or an ``--algorithm`` gets that solver."""
-    if formulation == "ipm" and (solver != "auto" or algorithm != "auto"):
-        raise UsageError(f"--formulation ipm is the toolkit's own interior-point solver (builtin-ipm): it cannot "
-                         f"run {'--solver ' + solver if solver != 'auto' else '--algorithm ' + algorithm}; use "
-                         f"--solver auto, or --formulation colgen|straightforward with that solver")
+    check_formulation(formulation, solver, algorithm)
     if formulation not in ("ipm", "auto") or solver != "auto" or algorithm != "auto" or not ipm_applicable(spec):
         return False
     return formulation == "ipm" or not (len(spec.weights) > 1 and spec.inputs.shape[0] <= COLGEN_POINTS)

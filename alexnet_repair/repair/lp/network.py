@@ -1,7 +1,7 @@
 """The original network at the edit points, and how its pre-activations and logits change with the
 LP's variables once the ReLU patterns are fixed (pure numpy).
 
-Notation (ARCHITECTURE.md, "The repair LP"): the edited layers are k..m, here numbered
+Notation (docs/DESIGN.md, "The repair LP"): the edited layers are k..m, here numbered
 locally l = 0..L-1 (l = 0 is the edited layer k, l = L-1 the logits). ``R`` = editable rows
 of layer k. Per edit point i:
 

@@ -1,7 +1,7 @@
-"""The APRNN repair LP: problem spec, solution, the straightforward reference encoding and
-the entry point :func:`solve_repair_lp` (pure numpy / scipy; no torch).
+"""The APRNN repair LP's problem (:class:`LPSpec`), its solution (:class:`LPSolution`), the objective's weights and
+the margin helpers every formulation shares (pure numpy; no torch).
 
-The LP (ARCHITECTURE.md, "The repair LP"), layers k..m numbered locally 0..L-1:
+The LP (docs/DESIGN.md, "The repair LP"), layers k..m numbered locally 0..L-1:
 variables dW (rows R of W_k), db_k[R], db_j (j > k), each in [-B, B]; the ReLU patterns
 after every layer >= k fixed to the original network's; logits y_i; margin rows
 y_i[t_i] - y_i[c] >= margin; objective over d = (all logit changes, all parameter changes):
@@ -26,6 +26,16 @@ from alexnet_repair.solvers.base import SolveResult, Status
 
 OBJECTIVES = ("linf+l1n", "l1", "linf", "params-only")
 FORMULATIONS = ("auto", "straightforward", "colgen", "ipm")
+
+
+def check_formulation(formulation: str, solver: str = "auto", algorithm: str = "auto") -> None:
+    """UsageError for a formulation that cannot honour the named solver: ``ipm`` is the toolkit's own solver."""
+    if formulation not in FORMULATIONS:
+        raise UsageError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    if formulation == "ipm" and (solver != "auto" or algorithm != "auto"):
+        raise UsageError(f"--formulation ipm is the toolkit's own interior-point solver (builtin-ipm): it cannot "
+                         f"run {'--solver ' + solver if solver != 'auto' else '--algorithm ' + algorithm}; use "
+                         f"--solver auto, or --formulation colgen|straightforward with that solver")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from alexnet_repair.repair.verify import verify
 from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger("alexnet_repair.progress")
 
 MARGIN_RETRIES = 2  # re-solves with a larger margin slack when float32 rounding alone misses the margin
 
@@ -32,7 +33,11 @@ def repair_aprnn(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, con
     ``preserve`` (an editsets.PreserveSet): images that must keep their label with ``preserve.margin``."""
     start = time.perf_counter()
     model, labels, rows = prepare(model, images, labels, config, device)
+    progress.info("repair: the inputs of %s for %d edit%s images", config.layer, len(images),
+                  "" if preserve is None else f" and {len(preserve)} preserve")
     spec = lp_spec(model, images, labels, config, rows, device, preserve)
+    progress.info("repair: solving the LP (%s, formulation %s; %.1f s so far)", config.solver, config.formulation,
+                  time.perf_counter() - start)
     prep = time.perf_counter() - start
     options = SolveOptions(algorithm=config.algorithm, threads=config.threads, time_limit=config.time_limit)
     sol, repaired, check, spent = _solve_and_verify(model, images, labels, config, rows, spec, options, device,
@@ -85,21 +90,31 @@ def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, o
         if sol.status != Status.OPTIMAL or sol.dW is None:
             return sol, None, None, tuple(spent)
         repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
+        progress.info("repair: verifying the saved float32 model on %d edit%s images", len(images),
+                      "" if preserve is None else f" and {len(preserve)} preserve")
         check = verify(model, repaired, images, labels, config, rows, device, preserve=preserve)
         if check.ok or attempt == MARGIN_RETRIES or not _rounding_only(check, config, spec):
             return sol, repaired, check, tuple(spent)
-        shortfall = config.margin - check.min_margin
+        shortfall = _shortfall(check, config)
         spec.margin_slack = max(2 * spec.margin_slack, spec.margin_slack + 4 * shortfall)
         log.warning("the float32 model missed the margin by %.3g (rounding of large logits); re-solving with "
                     "margin slack %.3g", shortfall, spec.margin_slack)
 
 
+def _shortfall(check: Verification, config: RepairConfig) -> float:
+    """By how much the float32 model missed a margin: the edit images' or the preserve images' (0: neither)."""
+    edit = config.margin - check.min_margin
+    kept = config.preserve_margin - check.preserve_min_margin if check.preserve_total else 0.0
+    return max(edit, kept, 0.0)
+
+
 def _rounding_only(check: Verification, config: RepairConfig, spec: LPSpec) -> bool:
-    """Whether a failed check missed only the margin, by no more than float32 rounding noise at this logit scale."""
+    """Whether a failed check missed only a margin (edit or preserve), by no more than float32 rounding noise at
+    this logit scale."""
     if not (check.within_bound and check.untouched_identical and not check.pattern_flips):
         return False
     logit_scale = float(np.abs(original_network(spec).z0[-1]).max(initial=0.0))
-    return 0 < config.margin - check.min_margin <= 1e-2 * max(1.0, config.margin) + 1e-5 * logit_scale
+    return 0 < _shortfall(check, config) <= 1e-2 * max(1.0, config.margin) + 1e-5 * logit_scale
 
 
 def _failure_message(status: str, config: RepairConfig, detail: str) -> str:

@@ -1,4 +1,4 @@
-"""An independent dense reference for the repair LP, written here from the maths of ARCHITECTURE.md ("The repair
+"""An independent dense reference for the repair LP, written here from the maths of docs/DESIGN.md ("The repair
 LP") with plain numpy loops and solved with scipy's linprog: no code of alexnet_repair.repair.lp is used to build
 it, so an encoding error shared by every formulation (they share lp.rows / lp.network) cannot pass unnoticed."""
 
