@@ -3,7 +3,7 @@
 Real (the numbers to trust): ``--weights CKPT --edit-set PATH`` builds the LP exactly as run_repair.py does
 (float32 prefix features of the edit images; ``--layer``, ``--rows``, ``--margin``, ``--param-bound``;
 ``--preserve N`` draws N train images the model gets right with ``--preserve-margin``, as run_repair.py).
-Generated (``--cases``): alexnet_repair.repair.lp.synthetic instances, post-ReLU features with ~55% zeros, a
+Generated (``--cases``): bench/instances.py instances, post-ReLU features with ~55% zeros, a
 fitted last layer, points it really misclassifies.
 Each (case, formulation) runs in its own process so that its peak memory is its own. One line per run on
 stdout; every solution is re-checked in float32 (repair.verify.check_solution).
@@ -90,7 +90,7 @@ def run_one(args) -> dict:
     import numpy as np
 
     from alexnet_repair.repair.lp import solve_repair_lp
-    from alexnet_repair.repair.lp.synthetic import make_instance
+    from instances import make_instance
     from alexnet_repair.repair.verify import check_solution
     from alexnet_repair.solvers import SolveOptions
 

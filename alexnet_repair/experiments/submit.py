@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..fileio import one_line
-from .jobs import ShardTask, executor_parameters, job_state, submit_tasks
+from .jobs import ACTIVE, ShardTask, executor_parameters, has_result, job_states, submit_tasks, wait_slurm
 from .plan import shard
 from .pool import available_cores
 from .progress import duration_text, estimate, estimate_text, seconds_per_row
@@ -17,8 +17,6 @@ from .rows import timestamp
 from .submission import Shard, Submission, collect, record_path, shard_csv, shard_progress
 
 log = logging.getLogger(__name__)
-
-ACTIVE = ("RUNNING", "PENDING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED")
 
 
 def new_submission(command: str, argv: list[str], ids: list[str], output_file, shards: int, executor: str,
@@ -92,49 +90,66 @@ def shown(path) -> str:
 
 
 def status_table(sub: Submission) -> str:
-    """Per shard: its job and the scheduler's state, rows done / total, failed, in progress; then the totals."""
+    """Per shard: its job and the scheduler's state, rows done / total, failed, in progress; then the totals and a
+    note per thing the scheduler could not be asked (e.g. sacct without accounting)."""
     unit = "runs" if sub.iterations is None else "iterations"
     lines = [f"{sub.command} sweep on {sub.executor}, {len(sub.shards)} shard(s); logs in {shown(sub.folder)}/",
              f"{'shard':>7} {'job':>14} {'state':<11} {'done':>11} {'failed':>6} {'running':>7}  csv"]
     totals = dict(done=0, total=0, failed=0, running=0)
-    active = 0
+    states, notes = states_of(sub, sub.shards)
     for part in sub.shards:
         p = shard_progress(sub, part)
-        state = state_of(sub, part)
-        active += state.upper().startswith(ACTIVE)
         totals = {k: v + p[k] for k, v in totals.items()}
-        lines.append(f"{part.name:>7} {(part.job_ids or ['-'])[-1]:>14} {state[:11]:<11} "
+        lines.append(f"{part.name:>7} {(part.job_ids or ['-'])[-1]:>14} {states[part.index][:11]:<11} "
                      f"{p['done']:>5}/{p['total']:<5} {p['failed']:>6} {p['running']:>7}  {shown(part.csv)}")
+    active = sum(state.upper().startswith(ACTIVE) for state in states.values())
     left = totals["total"] - totals["done"]
     guess = estimate(seconds_per_row([s.csv for s in sub.shards]), left, max(active, 1) * sub.jobs)
     lines.append(f"total: {totals['done']}/{totals['total']} {unit} done, {totals['failed']} failed, "
                  f"{totals['running']} in progress" + (f", ~{duration_text(guess)} left" if guess else ""))
-    return "\n".join(lines)
+    return "\n".join(lines + [f"note: {note}" for note in notes])
+
+
+def states_of(sub: Submission, shards: list[Shard]) -> tuple[dict[int, str], list[str]]:
+    """The scheduler's state of each shard's latest job, by shard index ('-' before any; UNKNOWN when it cannot
+    say), asked once for all of them; and notes on what could not be asked."""
+    latest = {s.index: s.job_ids[-1] for s in shards if s.job_ids}
+    try:
+        states, notes = job_states(sub.executor, sub.folder, list(latest.values()))
+    except Exception as err:     # submitit missing, a junk job file: the CSVs still tell the rows
+        log.debug("states of jobs %s: %s", ", ".join(latest.values()), err)
+        states, notes = {}, []
+    return {s.index: states.get(latest[s.index], "UNKNOWN") if s.index in latest else "-" for s in shards}, notes
 
 
 def state_of(sub: Submission, part: Shard) -> str:
-    """The scheduler's state of the shard's latest job ('-' before any; 'unknown' when it cannot be asked)."""
-    if not part.job_ids:
-        return "-"
-    try:
-        return job_state(sub.executor, sub.folder, part.job_ids[-1])
-    except Exception as err:     # submitit missing, sacct failing, a junk job file: the CSVs still tell the rows
-        log.debug("state of job %s: %s", part.job_ids[-1], err)
-        return "unknown"
+    """The scheduler's state of the shard's latest job (see states_of)."""
+    return states_of(sub, [part])[0][part.index]
 
 
 def to_resubmit(sub: Submission, indices: list[int] | None = None) -> list[Shard]:
     """The shards ``indices`` (1-based), else every unfinished shard whose job is not queued or running."""
     if indices:
         return [s for s in sub.shards if s.index in set(indices)]
-    return [s for s in sub.shards if shard_progress(sub, s)["done"] < sub.total(s)
-            and not state_of(sub, s).upper().startswith(ACTIVE)]
+    unfinished = [s for s in sub.shards if shard_progress(sub, s)["done"] < sub.total(s)]
+    states, notes = states_of(sub, unfinished)
+    for note in notes:
+        log.warning("%s", note)
+    return [s for s in unfinished if not states[s.index].upper().startswith(ACTIVE)]
 
 
 def wait(sub: Submission, shards: list[Shard], jobs: list) -> list[str]:
-    """Wait for ``jobs`` (of ``shards``); returns a line per failed one."""
+    """Wait for ``jobs`` (of ``shards``); returns a line per failed one. Slurm jobs are followed through squeue and
+    their result files (see jobs.wait_slurm), not submitit's sacct polling, which never ends without accounting
+    for a task killed before it wrote its result."""
+    if sub.executor == "slurm":
+        wait_slurm(sub.folder, [str(job.job_id) for job in jobs])
     failed = []
     for part, job in zip(shards, jobs):
+        if sub.executor == "slurm" and not has_result(sub.folder, job.job_id):
+            failed.append(f"shard {part.name} (job {job.job_id}) ended without a result (cancelled, out of time or "
+                          f"memory, or its node failed): see {shown(job.paths.stderr)}")
+            continue
         job.wait()
         err = job.exception()
         if err is not None:

@@ -1,9 +1,9 @@
 """APRNN provable repair of an AlexNet, and the baselines measured against it.
 
 :func:`repair` (images and labels) and :func:`run_method` (an edit set and where its data lives) are the only
-dispatchers: ``config.method`` picks APRNN (``methods/aprnn.py``) or fine-tuning (``methods/finetune.py``).
+dispatchers: ``config.method`` picks APRNN (``aprnn/``, with its max-fixed fallback) or fine-tuning (``finetune.py``).
 Layout: ``types`` (config and results), ``bridge`` (model <-> LP), ``verify`` (the float32 check of what is
-saved), ``methods/`` and ``lp/`` (the LP itself, no torch).
+saved), ``aprnn/``, ``finetune.py`` and ``lp/`` (the LP itself, no torch).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from alexnet_repair.editsets import PreserveSet, draw_preserve_set
 from alexnet_repair.model import AlexNet
 from alexnet_repair.repair.bridge import apply_solution, layer_inputs
 from alexnet_repair.repair.lp.spec import FORMULATIONS, OBJECTIVES
-from alexnet_repair.repair.methods.aprnn import repair_aprnn
-from alexnet_repair.repair.methods.finetune import FTConfig, finetune
+from alexnet_repair.repair.aprnn import repair_aprnn
+from alexnet_repair.repair.finetune import FTConfig, finetune
 from alexnet_repair.repair.types import STATUSES, RepairConfig, RepairResult, Verification
 from alexnet_repair.repair.verify import verify
 

@@ -15,7 +15,7 @@ from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair import RepairConfig, preserve_set_for, repair, verify
 from alexnet_repair.repair.lp import solve_points, solve_repair_lp
 from alexnet_repair.repair.lp.network import original_network, points_fixed
-from alexnet_repair.repair.lp.synthetic import make_instance
+from instances import make_instance
 
 
 @pytest.mark.parametrize("dims, rows", [((48, 10), None), ((40, 24, 10), 12)])

@@ -191,7 +191,7 @@ def editset_file(workdir, base, cifar_test):
 ])
 def test_run_repair_reports_verify_failed_and_writes_nothing(workdir, capsys, monkeypatch, editset_file,
                                                              fitted_checkpoint, kind, reason, existing):
-    monkeypatch.setattr("alexnet_repair.repair.methods.aprnn.apply_solution", _tamper(kind))
+    monkeypatch.setattr("alexnet_repair.repair.aprnn.apply_solution", _tamper(kind))
     out = workdir / "artifacts" / "repaired.pth"
     if existing:
         out.write_bytes(b"an earlier, verified repair")

@@ -1,4 +1,4 @@
-"""The max-fixed MILP (``--on-infeasible max-fixed``, step 1; methods/maxfixed.py runs step 2).
+"""The max-fixed MILP (``--on-infeasible max-fixed``, step 1; repair/aprnn/maxfixed.py runs step 2).
 
 Step 1, a MILP: the repair LP's variables and rows (``rows``), plus one binary z_i per edit point;
 maximise sum_i z_i. Point i's margin rows AND its activation-pattern rows are relaxed by big-M when

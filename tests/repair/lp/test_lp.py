@@ -12,7 +12,7 @@ from alexnet_repair.repair.lp.rows import margin_rows
 from alexnet_repair.repair.lp import COLGEN_POINTS, OBJECTIVES, LPSpec, solve_repair_lp
 from alexnet_repair.repair.lp.network import objective_value
 from alexnet_repair.repair.lp.straightforward import encode_straightforward
-from alexnet_repair.repair.lp.synthetic import make_instance
+from instances import make_instance
 from alexnet_repair.repair.verify import apply_changes, check_solution
 from alexnet_repair.solvers import SolveOptions, Status, solve
 

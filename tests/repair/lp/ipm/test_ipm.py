@@ -16,7 +16,7 @@ from alexnet_repair.repair.lp.ipm.mehrotra import solve_ipm
 from alexnet_repair.repair.lp.ipm.normal_equations import BlockOperator
 from alexnet_repair.repair.lp.ipm.warm import LastRound, lookup, warm_start
 from alexnet_repair.repair.lp.network import original_network, output_changes
-from alexnet_repair.repair.lp.synthetic import make_instance
+from instances import make_instance
 from alexnet_repair.solvers import Status
 
 

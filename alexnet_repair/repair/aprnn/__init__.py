@@ -15,7 +15,7 @@ from alexnet_repair.model import AlexNet
 from alexnet_repair.repair.bridge import apply_solution, lp_spec, prepare
 from alexnet_repair.repair.lp import LPSpec, solve_repair_lp
 from alexnet_repair.repair.lp.network import original_network
-from alexnet_repair.repair.methods.maxfixed import repair_max_fixed
+from alexnet_repair.repair.aprnn.maxfixed import repair_max_fixed
 from alexnet_repair.repair.types import RepairConfig, RepairResult, Verification
 from alexnet_repair.repair.verify import verify
 from alexnet_repair.solvers import SolveOptions, Status

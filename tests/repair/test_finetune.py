@@ -14,7 +14,7 @@ from alexnet_repair.editsets import build_editset, load_editset, save_editset
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.model import load_checkpoint
 from alexnet_repair.repair import RepairConfig, repair
-from alexnet_repair.repair.methods.finetune import FTConfig, finetune
+from alexnet_repair.repair.finetune import FTConfig, finetune
 from alexnet_repair.repair.verify import _editable_mask
 
 
