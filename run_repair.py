@@ -105,9 +105,9 @@ def main(argv=None) -> int:
         save_checkpoint(result.model, args.output)
         record["output"] = args.output
     if result.model is not None and not args.no_eval:
-        preserve_test = result.preserve_indices if config.preserve_split == "test" else ()
+        preserve_test = (result.preserve_indices or ()) if config.preserve_split == "test" else ()
         record["metrics"] = evaluate_repair(model, result.model, editset, data, device, args.quiet,
-                                            preserve_test_indices=preserve_test or ())
+                                            preserve_test_indices=preserve_test)
     out = write_json(path_for("run_record", tool="repair", name=Path(str(editset_path)).stem), record)
     if args.json:
         print(json.dumps({**record, "record": str(out)}, indent=2, default=str))

@@ -15,6 +15,7 @@ from .data import DATASETS, DataSource, dataset_family
 from .errors import AlexRepairError, UsageError
 from .model import CLASSIFIER_LINEARS
 from .paths import path_for
+from . import progress_log
 from .repair import FORMULATIONS, OBJECTIVES, FTConfig, RepairConfig
 from .repair.types import METHODS
 
@@ -202,15 +203,12 @@ def device_from(args) -> torch.device:
     return torch.device("cpu")
 
 
-PROGRESS = "alexnet_repair.progress"  # the logger of the long steps' one-line progress (loading, passes, rounds)
-
-
 def setup_logging(level: str = "WARNING", progress: bool = False) -> None:
-    """Log at ``level``. The long steps' progress lines (logger PROGRESS, INFO) are in the log at INFO or below;
+    """Log at ``level``. The long steps' progress lines (progress_log, INFO) are in the log at INFO or below;
     with ``progress`` and stderr a terminal they are also shown there as plain lines at any level (a script passes
     ``progress`` unless --quiet)."""
     logging.basicConfig(level=getattr(logging, level), format="%(levelname)s %(name)s: %(message)s", force=True)
-    lines = logging.getLogger(PROGRESS)
+    lines = progress_log.progress
     for handler in list(lines.handlers):
         lines.removeHandler(handler)
     lines.propagate = True
@@ -232,10 +230,10 @@ def script_main(func):
         try:
             return int(func(argv) or 0)
         except AlexRepairError as err:
-            print(f"error: {err}", file=sys.stderr)
+            sys.stderr.write(f"error: {err}\n")
             return err.exit_code
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+            sys.stderr.write("interrupted\n")
             return 130
 
     return wrapper

@@ -18,10 +18,10 @@ import torch
 
 from .errors import DataError
 from .fileio import one_line
+from .progress_log import progress
 from .synthetic import synthetic_images
 
 log = logging.getLogger(__name__)
-progress = logging.getLogger("alexnet_repair.progress")  # one line per long step; scripts show it
 
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DATASETS = ("cifar10", "synthetic")

@@ -12,10 +12,10 @@ from tqdm import tqdm
 
 from .data import CLASS_NAMES, DataSource, Split
 from .errors import DataError
+from .progress_log import progress
 
 
 log = logging.getLogger(__name__)
-progress = logging.getLogger("alexnet_repair.progress")
 
 
 def bar_disabled(progress: bool) -> bool | None:

@@ -13,7 +13,8 @@
                        to check vectorised code against.
 - ``fitted_test_preds`` ``predict_each(fitted_model, cifar_test)``, computed once per session.
 - ``workdir``          chdir into an empty folder with data/, data/edit_sets/, artifacts/ and results/.
-- ``editset_file``     10 misclassified test images of ``fitted_model``, saved as the ``misclassified`` edit set there.
+- ``editset_file``     10 test images ``editset_model`` (default ``fitted_model``) misclassifies, saved as the
+                       ``misclassified`` edit set in ``workdir``.
 - ``quiet_state`` / ``quiet_checkpoint``  the fitted model with logits scaled by 0.01 (same predictions; repairs
                        verify), as a state dict and as a checkpoint file (both session-scoped: do not mutate).
 - ``preserve_sweep``   a real 8-run grid sweep of ``quiet_checkpoint`` with ``--preserves 0 20`` (aprnn and ft, models
@@ -268,9 +269,15 @@ def sweep_dir(tmp_path_factory, cifar_dir, quiet_checkpoint):
 
 
 @pytest.fixture
-def editset_file(workdir, fitted_model, cifar_test):
-    """10 misclassified test images of the fitted model, saved where run_repair.py's ``misclassified`` mode looks."""
+def editset_model(fitted_model):
+    """The model whose mistakes ``editset_file`` holds (a test module may override it)."""
+    return fitted_model
+
+
+@pytest.fixture
+def editset_file(workdir, editset_model, cifar_test):
+    """10 test images ``editset_model`` misclassifies, saved where run_repair.py's ``misclassified`` mode looks."""
     from alexnet_repair.editsets import build_editset, save_editset
-    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=10, progress=False)
+    es = build_editset(editset_model, cifar_test, "misclassified", max_size=10, progress=False)
     pt, _ = save_editset(es, workdir / "data/edit_sets/misclassified_edit_dataset.pt")
     return pt

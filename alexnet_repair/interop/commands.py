@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DATASETS, load_split
+from ..data import DATASETS, dataset_family, load_split
 from ..editsets import load_editset
 from ..errors import UsageError
 from ..fileio import atomic_write_bytes, write_json
@@ -48,7 +48,7 @@ def _dataset_in(record: dict | None, where: Path) -> str | None:
     value = (record or {}).get("dataset")
     if not isinstance(value, str):
         return None
-    name = value.removesuffix("-folder")
+    name = dataset_family(value)
     if name not in DATASETS:
         log.warning("%s names dataset %r, not one of %s: ignored", where, value, ", ".join(DATASETS))
         return None

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import run_repair
-from alexnet_repair.editsets import build_editset, save_editset
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.model import small_alexnet
 from alexnet_repair.repair import RepairConfig, repair
@@ -178,10 +177,8 @@ def _tamper(kind):
 
 
 @pytest.fixture
-def editset_file(workdir, base, cifar_test):
-    es = build_editset(base, cifar_test, "misclassified", max_size=10, progress=False)
-    pt, _ = save_editset(es, workdir / "data/edit_sets/misclassified_edit_dataset.pt")
-    return pt
+def editset_model(base):
+    return base
 
 
 @pytest.mark.parametrize("kind, reason, existing", [

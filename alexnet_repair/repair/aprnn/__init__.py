@@ -12,6 +12,7 @@ import torch
 
 from alexnet_repair import __version__
 from alexnet_repair.model import AlexNet
+from alexnet_repair.progress_log import progress
 from alexnet_repair.repair.bridge import apply_solution, lp_spec, prepare
 from alexnet_repair.repair.lp import LPSpec, solve_repair_lp
 from alexnet_repair.repair.lp.network import original_network
@@ -21,7 +22,6 @@ from alexnet_repair.repair.verify import verify
 from alexnet_repair.solvers import SolveOptions, Status
 
 log = logging.getLogger(__name__)
-progress = logging.getLogger("alexnet_repair.progress")
 
 MARGIN_RETRIES = 2  # re-solves with a larger margin slack when float32 rounding alone misses the margin
 
@@ -33,8 +33,7 @@ def repair_aprnn(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, con
     ``preserve`` (an editsets.PreserveSet): images that must keep their label with ``preserve.margin``."""
     start = time.perf_counter()
     model, labels, rows = prepare(model, images, labels, config, device)
-    progress.info("repair: the inputs of %s for %d edit%s images", config.layer, len(images),
-                  "" if preserve is None else f" and {len(preserve)} preserve")
+    progress.info("repair: the inputs of %s for %s", config.layer, _images_text(images, preserve))
     spec = lp_spec(model, images, labels, config, rows, device, preserve)
     progress.info("repair: solving the LP (%s, formulation %s; %.1f s so far)", config.solver, config.formulation,
                   time.perf_counter() - start)
@@ -90,8 +89,7 @@ def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, o
         if sol.status != Status.OPTIMAL or sol.dW is None:
             return sol, None, None, tuple(spent)
         repaired = apply_solution(model, config.layer, rows, sol.dW, sol.db)
-        progress.info("repair: verifying the saved float32 model on %d edit%s images", len(images),
-                      "" if preserve is None else f" and {len(preserve)} preserve")
+        progress.info("repair: verifying the saved float32 model on %s", _images_text(images, preserve))
         check = verify(model, repaired, images, labels, config, rows, device, preserve=preserve)
         if check.ok or attempt == MARGIN_RETRIES or not _rounding_only(check, config, spec):
             return sol, repaired, check, tuple(spent)
@@ -99,6 +97,10 @@ def _solve_and_verify(model, images, labels, config: RepairConfig, rows, spec, o
         spec.margin_slack = max(2 * spec.margin_slack, spec.margin_slack + 4 * shortfall)
         log.warning("the float32 model missed the margin by %.3g (rounding of large logits); re-solving with "
                     "margin slack %.3g", shortfall, spec.margin_slack)
+
+
+def _images_text(images, preserve) -> str:
+    return f"{len(images)} edit images" + ("" if preserve is None else f" and {len(preserve)} preserve images")
 
 
 def _shortfall(check: Verification, config: RepairConfig) -> float:

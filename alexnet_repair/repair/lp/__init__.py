@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from alexnet_repair.errors import UsageError
 from alexnet_repair.repair.lp.colgen import solve_colgen
 from alexnet_repair.repair.lp.ipm.certified import ipm_applicable, solve_certified
 from alexnet_repair.repair.lp.lazy import VIOLATION_TOL, lazy_rounds
@@ -33,7 +32,6 @@ def uses_builtin_ipm(spec: LPSpec, solver: str, formulation: str, algorithm: str
     """Whether the toolkit's own certified IPM (solver ``builtin-ipm``) is the first to solve ``spec``
     (docs/DESIGN.md, "Formulations"): only when no external solver or solver algorithm was named, or with
     ``--formulation ipm``. A user who names ``--solver highs|gurobi`` or an ``--algorithm`` gets that solver."""
-    check_formulation(formulation, solver, algorithm)
     if formulation not in ("ipm", "auto") or solver != "auto" or algorithm != "auto" or not ipm_applicable(spec):
         return False
     return formulation == "ipm" or not (len(spec.weights) > 1 and spec.inputs.shape[0] <= COLGEN_POINTS)
@@ -48,11 +46,10 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     N x (C-1) rows. Otherwise (or when the IPM gives no certificate) whole images join the LP in lazy rounds.
     Either way the returned point meets every row of the full LP, so it is the full LP's optimum.
     """
-    if formulation not in FORMULATIONS:
-        raise UsageError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
+    options = options or SolveOptions()
+    check_formulation(formulation, solver, options.algorithm)
     if not spec.n_preserve:
         return solve_points(spec, solver, options, formulation)
-    options = options or SolveOptions()
     deadline = None if options.time_limit is None else time.perf_counter() + options.time_limit
     spent = [0.0, 0.0, 0, {}]
     if len(spec.weights) == 1:  # the IPM takes preserve rows one by one
@@ -79,13 +76,13 @@ def solve_repair_lp(spec: LPSpec, solver: str = "auto", options: SolveOptions | 
     def violations(sol):
         t0 = time.perf_counter()
         miss = streamed_violations(preserve, sol.dW, sol.db)
-        sol.build_time += time.perf_counter() - t0
         spent[0] += time.perf_counter() - t0
         return miss
 
     start = np.flatnonzero(streamed_violations(preserve, *_zero_change(spec)) > VIOLATION_TOL)  # missed already
     sol, _ = lazy_rounds(solve, violations, start, stop=lambda s: s.status != Status.OPTIMAL or s.dW is None,
                          objective=lambda s: s.objective)
+    sol.build_time = spent[0]  # the last check included
     return sol
 
 
@@ -117,9 +114,8 @@ def solve_points(spec: LPSpec, solver: str = "auto", options: SolveOptions | Non
     colgen with ``solver``. All give the same optimum. ``near`` = (dW, db) of a nearby solution: the IPM
     starts with the margin rows binding there.
     """
-    if formulation not in FORMULATIONS:
-        raise UsageError(f"unknown formulation {formulation!r}; choose one of {', '.join(FORMULATIONS)}")
     options = options or SolveOptions()
+    check_formulation(formulation, solver, options.algorithm)
     net = original_network(spec)
     if formulation == "straightforward":
         return solve_straightforward(spec, net, solver, options)

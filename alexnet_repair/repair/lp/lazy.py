@@ -11,13 +11,13 @@ being optimal for a relaxation of it, so it is the full LP's optimum.
 from __future__ import annotations
 
 import itertools
-import logging
 import time
 from typing import Callable
 
 import numpy as np
 
-progress = logging.getLogger("alexnet_repair.progress")  # one line per round; scripts show it on a terminal
+from alexnet_repair.progress_log import progress
+
 
 VIOLATION_TOL = 1e-7  # a row is violated when it misses by more: HiGHS's primal feasibility tolerance (and the IPM
 #                       certificate's FEAS_TOL); a smaller one would chase the solvers' own rounding

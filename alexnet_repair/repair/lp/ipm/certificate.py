@@ -22,12 +22,13 @@ import numpy as np
 
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.ipm.formulation import KIND_SHIFT, ROW_MARGIN, TIGHTEN, IpmLP
+from alexnet_repair.repair.lp.lazy import VIOLATION_TOL
 from alexnet_repair.repair.lp.network import objective_value, output_changes
 from alexnet_repair.repair.lp.spec import LPSpec, other_classes, row_margins
 
 GAP_TOL = 1e-7  # certified relative optimality gap required to accept the IPM point
 FARKAS_TOL = 1e-9  # a Farkas certificate must clear its own float64 rounding by this relative margin
-FEAS_TOL = 1e-7  # recomputed rows may miss by this much (= HiGHS's default primal feasibility tolerance)
+FEAS_TOL = VIOLATION_TOL  # recomputed rows may miss by this much (lazy.py: HiGHS's primal feasibility tolerance)
 
 
 @dataclass

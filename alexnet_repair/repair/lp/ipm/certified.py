@@ -113,7 +113,7 @@ class _Rounds:
     def solve(self, keep: np.ndarray, round_: int) -> "_Rounds":
         spec, net = self.spec, self.net
         tb = time.perf_counter()
-        self.keep, self.round = keep, round_
+        self.keep = keep
         self.lp = lp = build_ipm_lp(spec, net, keep)
         start = round_start(self.prev, keep, lp)
         threads = (self.options.threads if self.options else None) or threads_for(lp.op.factor_flops)
