@@ -13,6 +13,7 @@
                        to check vectorised code against.
 - ``fitted_test_preds`` ``predict_each(fitted_model, cifar_test)``, computed once per session.
 - ``workdir``          chdir into an empty folder with data/, data/edit_sets/, artifacts/ and results/.
+- ``edit_and_preserve`` (edit set, preserve set) of ``fitted_model``: 10 misclassified test images, 40 train images.
 - ``editset_file``     10 test images ``editset_model`` (default ``fitted_model``) misclassifies, saved as the
                        ``misclassified`` edit set in ``workdir``.
 - ``quiet_state`` / ``quiet_checkpoint``  the fitted model with logits scaled by 0.01 (same predictions; repairs
@@ -37,6 +38,7 @@ import pytest
 import torch
 
 from alexnet_repair.data import CLASS_NAMES, load_split, synthetic_split
+from alexnet_repair.editsets import build_editset, draw_preserve_set, save_editset
 from alexnet_repair.model import save_checkpoint, small_alexnet
 
 # the root scripts (editset_generator.py, eval.py, ...) are imported by tests as modules (`import editset_generator`)
@@ -277,7 +279,15 @@ def editset_model(fitted_model):
 @pytest.fixture
 def editset_file(workdir, editset_model, cifar_test):
     """10 test images ``editset_model`` misclassifies, saved where run_repair.py's ``misclassified`` mode looks."""
-    from alexnet_repair.editsets import build_editset, save_editset
     es = build_editset(editset_model, cifar_test, "misclassified", max_size=10, progress=False)
     pt, _ = save_editset(es, workdir / "data/edit_sets/misclassified_edit_dataset.pt")
     return pt
+
+
+@pytest.fixture
+def edit_and_preserve(fitted_model, cifar_test, cifar_train):
+    """10 misclassified test images of ``fitted_model`` (an EditSet) and 40 train images it gets right with margin 0.1
+    (a PreserveSet)."""
+    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=10, progress=False)
+    preserve = draw_preserve_set(fitted_model, cifar_train, 40, margin=0.1, seed=0)
+    return es, preserve

@@ -7,6 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from alexnet_repair.experiments.csvstore import read_csv
+from alexnet_repair.experiments.schema import PRESERVE_COLUMNS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +52,14 @@ def _until(condition, what: str, limit: float = 300.0) -> None:
     while not condition():
         assert time.time() < deadline, f"gave up waiting for {what}"
         time.sleep(0.02)
+
+
+def write_old_format(path, out) -> list[str]:
+    """``path`` as a CSV of the toolkit before the preserve columns (they are dropped) written to ``out``."""
+    header, rows = read_csv(path)
+    old = [c for c in header if c not in PRESERVE_COLUMNS]
+    with open(out, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, old, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return old

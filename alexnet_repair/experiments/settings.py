@@ -13,7 +13,7 @@ from ..model import layer_position, resolve_layer
 from ..repair.types import METHODS
 
 # Every default of a grid sweep, in one place. The README's `experiment_runner.py --dataset synthetic` runs this
-# grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer, about 5 minutes on 2 busy CPU cores (measured).
+# grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer (the README gives its time).
 DEFAULT_SIZES = (10, 50, 100)            # requested edit-set sizes (actual size may be smaller: --sizing flexible)
 DEFAULT_TYPES = ("misclassified", "class_homogeneous_incorrect")   # see editsets.SWEEP_TYPES
 DEFAULT_CLASSES = (3, 5)                 # cat, dog: target classes of the class-homogeneous types

@@ -5,11 +5,9 @@ kill -9 resumes to the rows of an uninterrupted one; merge's conflict rules."""
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -1,4 +1,5 @@
-"""experiment_runner.py grid sweeps: real rows against a direct repair, kill -9 + resume, --jobs, shards, merge."""
+"""experiment_runner.py grid sweeps: real rows against a direct repair, kill -9 + resume, --jobs, shards, merge, the
+--preserves dimension (rows whose models keep their preserve images; plain ids unchanged; old CSVs resume)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,22 @@ from argparse import Namespace
 from contextlib import chdir
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from sweeptools import common, rows_of, write_old_format
 
 import experiment_runner
-from alexnet_repair.data import load_split
+from alexnet_repair.data import DataSource, load_split
 from alexnet_repair.editsets import SWEEP_TYPES, build_editset
-from alexnet_repair.data import DataSource
-from alexnet_repair.evaluate import evaluate_repair
+from alexnet_repair.evaluate import evaluate_repair, margins_of
 from alexnet_repair.experiments.csvstore import read_csv
 from alexnet_repair.experiments.grid import build_grid
 from alexnet_repair.experiments.plan import shard
+from alexnet_repair.experiments.schema import COLUMNS, PRESERVE_COLUMNS
 from alexnet_repair.model import load_checkpoint
 from alexnet_repair.repair import RepairConfig
 from alexnet_repair.repair import run_method as run_repair_method
-from sweeptools import common, rows_of
 
 ROOT = Path(__file__).resolve().parents[2]
 # columns that legitimately differ between two runs of the same configuration
@@ -197,3 +200,58 @@ def test_missing_base_model_is_trained_first(workdir, cifar_dir, capsys):
     assert "no base model at artifacts/alexnet_base.pth: training" in err
     assert Path("artifacts/alexnet_base.pth").is_file() and Path("artifacts/alexnet_base.json").is_file()
     assert len(rows_of("results/experiment.csv")) == 1
+
+
+def test_rows_per_preserve_size_and_models_that_keep_them(preserve_sweep, cifar_train):
+    rows = rows_of(preserve_sweep.csv)
+    assert len(rows) == 8 and {r["preserve_size"] for r in rows} == {"0", "20"}
+    for row in rows:
+        plain = row["requested_preserve_size"] == "0"
+        assert row["experiment_id"].endswith("_p20") != plain
+        settings = (row["preserve_size"], row["preserve_margin"], row["preserve_split"])
+        assert settings == (("0", "", "") if plain else ("20", "0.0", "train"))
+        assert (row["preserve_kept"] == "") == plain
+    kept = [r for r in rows if r["method"] == "aprnn" and r["preserve_size"] == "20" and r["success"] == "True"]
+    assert len(kept) == 2
+    base = load_checkpoint(rows[0]["baseline_model_path"])
+    for row in kept:
+        assert row["preserve_kept"] == row["preserve_size"] == "20" and int(row["preserve_rows_added"]) > 0
+        record = json.loads((preserve_sweep.root / row["record_path"]).read_text())
+        indices = record["result"]["preserve_indices"]
+        assert len(set(indices)) == 20
+        images, labels = cifar_train.inputs(np.array(indices)), cifar_train.labels[indices]
+        repaired = load_checkpoint(preserve_sweep.root / row["repaired_model_path"])
+        with torch.no_grad():
+            assert (base(images).argmax(1) == labels).all()                 # drawn among the base model's right ones
+            assert float(margins_of(repaired(images), labels).min()) > 0     # and the saved repair keeps every one
+    ft = [r for r in rows if r["method"] == "ft" and r["preserve_size"] == "20"]
+    assert ft and all(r["preserve_rows_added"] == "0" and r["preserve_kept"] != "" for r in ft)   # measured only
+
+
+def test_plain_ids_unchanged_and_an_old_csv_resumes_and_merges(preserve_sweep, tmp_path, capsys):
+    with chdir(tmp_path):
+        assert experiment_runner.main([*preserve_sweep.grid, "--output-file", "plain.csv"]) == 0
+    plain = rows_of(tmp_path / "plain.csv")
+    ids = {r["experiment_id"] for r in plain}
+    assert "misclassified_n3_c-_b20_m0.05_l6_s0_aprnn_highs" in ids         # the id format of earlier sweeps
+    assert ids == {r["experiment_id"] for r in rows_of(preserve_sweep.csv) if r["requested_preserve_size"] == "0"}
+    # the CSV as the toolkit wrote it before the preserve columns: resumes, gets the new columns, old rows untouched
+    old_header = write_old_format(tmp_path / "plain.csv", tmp_path / "old.csv")
+    (tmp_path / "old_copy.csv").write_bytes((tmp_path / "old.csv").read_bytes())
+    capsys.readouterr()
+    with chdir(tmp_path):
+        assert experiment_runner.main([*preserve_sweep.grid, "--preserves", "0", "20", "--output-file", "old.csv"]) == 0
+    assert "4 already in old.csv, 4 to run" in capsys.readouterr().err
+    header, rows = read_csv(tmp_path / "old.csv")
+    assert header == COLUMNS and len(rows) == 8
+    for before, after in zip(plain, rows[:4]):
+        assert {c: after[c] for c in old_header} == {c: before[c] for c in old_header}
+        assert all(after[c] == "" for c in PRESERVE_COLUMNS)
+    assert [r["preserve_size"] for r in rows[4:]] == ["20"] * 4
+    # an old-format shard and a new one merge into the new columns, one row per run
+    out = tmp_path / "merged.csv"
+    assert experiment_runner.main(["merge", str(tmp_path / "old_copy.csv"), str(preserve_sweep.csv),
+                                   "--output-file", str(out)]) == 0
+    header, merged = read_csv(out)
+    assert header == COLUMNS and len(merged) == 8
+    assert {r["experiment_id"] for r in merged} == {r["experiment_id"] for r in rows_of(preserve_sweep.csv)}

@@ -1,4 +1,4 @@
-"""experiment_runner.py stochastic: sequential batch repairs, per-iteration resume."""
+"""experiment_runner.py stochastic: sequential batch repairs, per-iteration resume, chains that carry a preserve set."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sweeptools import args_for, rows_of, write_old_format
 
 import experiment_runner
 from alexnet_repair.data import load_split
 from alexnet_repair.evaluate import predict
+from alexnet_repair.experiments.csvstore import read_csv
+from alexnet_repair.experiments.schema import STOCHASTIC_COLUMNS
 from alexnet_repair.experiments.stochastic import batch_schedule
 from alexnet_repair.model import load_checkpoint
-from sweeptools import args_for, rows_of
 
 VOLATILE = {"timestamp", "batch_repair_time", "build_time", "solve_time", "model_path"}
 
@@ -59,3 +61,22 @@ def test_batch_schedule_reshuffles_when_exhausted():
     assert [len(b) for b in batches] == [2, 2, 2, 2]
     assert len(set(np.concatenate(batches[:2]).tolist())) == 4        # one pass: no repeats
     assert batch_schedule(2, 5, 1, seed=0)[0].tolist() == [0, 1]        # batch larger than the set: all of it
+
+
+def test_stochastic_chains_carry_the_preserve_set_and_old_csvs_resume(workdir, cifar_dir, quiet_checkpoint):
+    assert experiment_runner.main(args_for(cifar_dir, quiet_checkpoint, "results/s.csv", 2)) == 0
+    write_old_format("results/s.csv", "results/s.csv")          # (in place: the chain's models go with its CSV)
+    assert experiment_runner.main([*args_for(cifar_dir, quiet_checkpoint, "results/s.csv", 3),
+                                   "--preserves", "0", "20"]) == 0
+    header, rows = read_csv("results/s.csv")
+    assert header == STOCHASTIC_COLUMNS
+    chains = {}
+    for row in rows:
+        chains.setdefault(row["experiment_id"], []).append(row)
+    plain, = (rows for chain, rows in chains.items() if not chain.endswith("_p20"))
+    preserved, = (rows for chain, rows in chains.items() if chain.endswith("_p20"))
+    assert [r["iteration"] for r in plain] == ["1", "2", "3"] and plain[0]["preserve_size"] == ""   # resumed
+    assert [r["iteration"] for r in preserved] == ["1", "2", "3"]
+    assert all(r["requested_preserve_size"] == r["preserve_size"] == "20" for r in preserved)
+    assert any(r["success"] == "True" for r in preserved)
+    assert all(r["preserve_kept"] == "20" for r in preserved if r["success"] == "True")

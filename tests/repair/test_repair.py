@@ -1,4 +1,5 @@
-"""The model-level repair engine and run_repair.py: a verified checkpoint, or nothing written."""
+"""The model-level repair engine and run_repair.py: a verified checkpoint, or nothing written; a preserve set kept
+whole, and a conflict with it infeasible with advice."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 import eval as eval_script
 import run_repair
-from alexnet_repair.editsets import build_editset, save_editset
+from alexnet_repair.editsets import build_editset, draw_preserve_set
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair import RepairConfig, repair
 from alexnet_repair.repair.bridge import parse_rows
@@ -145,3 +146,33 @@ def test_large_logits_still_verify(fitted_model, wrong, scale):
     logits = _predict(result.model, images)
     assert (logits.argmax(1) == labels).all()
     assert float(margins_of(logits, labels).min()) >= 0.5
+
+
+def test_repair_keeps_every_preserve_image(fitted_model, edit_and_preserve):
+    es, preserve = edit_and_preserve
+    config = RepairConfig(param_bound=5.0, margin=0.5, threads=1, preserve=len(preserve), preserve_margin=0.1)
+    result = repair(fitted_model, es.images, es.labels, config, preserve=preserve)
+    assert result.success, result.message
+    with torch.no_grad():
+        kept = margins_of(result.model(preserve.images), preserve.labels)
+        fixed = margins_of(result.model(es.images), es.labels)
+    assert float(kept.min()) >= 0.1 and float(fixed.min()) >= 0.5
+    assert result.verification.preserve_kept == len(preserve) == result.preserve_size
+    assert result.preserve_indices == preserve.indices.tolist()
+    plain = repair(fitted_model, es.images, es.labels, RepairConfig(param_bound=5.0, margin=0.5, threads=1))
+    with torch.no_grad():
+        lost = int((margins_of(plain.model(preserve.images), preserve.labels) < 0.1).sum())
+    assert lost > 0   # without the preserve rows the same repair loses some of them: the rows do work
+
+
+def test_conflict_with_the_preserve_set_is_infeasible_with_advice(fitted_model, cifar_test):
+    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=4, progress=False)
+    # the edit images themselves, under their predicted (wrong) labels, as preserve images: no repair can hold both
+    with torch.no_grad():
+        predicted = fitted_model(es.images).argmax(1)
+    preserve = draw_preserve_set(fitted_model, cifar_test, 0)
+    preserve.images, preserve.labels, preserve.indices = es.images, predicted, np.arange(len(es))
+    config = RepairConfig(param_bound=5.0, margin=0.5, threads=1, preserve=len(es))
+    result = repair(fitted_model, es.images, es.labels, config, preserve=preserve)
+    assert result.status == "infeasible" and result.model is None
+    assert "fewer --preserve images" in result.message and "--preserve-margin" in result.message

@@ -206,3 +206,19 @@ def test_run_repair_reports_verify_failed_and_writes_nothing(workdir, capsys, mo
     else:
         assert not out.exists()
     assert not list(out.parent.glob(".*.tmp"))
+
+
+def test_verify_rejects_a_model_that_loses_a_preserve_image(fitted_model, edit_and_preserve):
+    es, preserve = edit_and_preserve
+    config = RepairConfig(param_bound=5.0, margin=0.5, threads=1, preserve=len(preserve), preserve_margin=0.1)
+    result = repair(fitted_model, es.images, es.labels, config, preserve=preserve)
+    assert verify(fitted_model, result.model, es.images, es.labels, config, None, preserve=preserve).ok
+    tampered = copy.deepcopy(result.model)
+    with torch.no_grad():
+        margins = margins_of(tampered(preserve.images), preserve.labels)
+        p = int(margins.argmin())
+        label = int(preserve.labels[p])
+        tampered.classifier[6].bias[label] -= float(margins[p]) + 1.0   # one weight: the label's bias
+    check = verify(fitted_model, tampered, es.images, es.labels, config, None, preserve=preserve)
+    assert not check.ok and check.preserve_kept < len(preserve)
+    assert any("preserve images lost" in r for r in check.reasons)

@@ -63,12 +63,8 @@ def _warm_start(master: Master, prev, e: int, n_epi: int):
 def _warm_algorithm(new_cols: int, new_rows: int, phase1: bool) -> str:
     """The algorithm for a warm-started master: dual simplex ("auto"), except in phase 1 when only columns
     arrived (large batches, slack far from 0): HiGHS's IPX with crossover, so the next round still gets a basis.
-
-    Measured (2 cores, HiGHS 1.16). Penultimate layer, 10 images, phase 1 with 5,120 new columns: IPX 0.6 s,
-    primal simplex 2.2 s, dual 16 s; phase 2 with 5,120 new columns and 139 new rows: dual 0.5 s, primal 7.4 s.
-    Last layer, 100 images, phase 1 with 2,000 new columns: IPX 1.1 s, dual 7.3 s, primal 12 s. An infeasible
-    last-layer case (bound 0.5): 176 s in all with primal simplex in phase 1, 26 s with IPX. Primal simplex
-    from the phase-1 basis into phase 2: 11 s and 91 s where dual takes 0.8 s and 6.7 s."""
+    Dual simplex re-optimises a basis after new columns and rows fastest; a phase 1 with only new columns is
+    far from that basis, where IPX wins (measured: bench/README.md, "Tuning")."""
     return "ipm" if phase1 and new_cols and not new_rows else "auto"
 
 

@@ -2,8 +2,8 @@
 
 The IPM makes many mid-sized BLAS/LAPACK calls; on a machine that is busy with other
 processes (parallel sweeps, other solvers) OpenBLAS's spinning worker threads slow it down
-10x (measured: N=100 last layer, 4.9 s with 1 thread vs 56 s with 2 on a loaded 2-core box), and small
-factorisations are faster on one thread even on an idle box (threads_for).
+several times over, and small factorisations are faster on one thread even on an idle box (threads_for;
+measured: bench/README.md, "Tuning").
 This is the small part of threadpoolctl that we need (Linux: finds the loaded OpenBLAS
 libraries in /proc/self/maps); elsewhere, or when no symbol is found, it does nothing.
 """
@@ -96,10 +96,9 @@ def _cpu_times() -> tuple[int, int]:
     return sum(fields[:8]), fields[3] + fields[4]
 
 
-PARALLEL_FLOPS = 8e9  # below this many flops a factorisation, the IPM runs BLAS on one thread. On 2 cores a second
-#                       thread's spinning competes with the IPM's own numpy work: 6 iterations of 300 / 500 / 700 /
-#                       1,000 last-layer points took 0.76 / 1.89 / 3.42 / 7.0 s on one thread, 1.26 / 1.90 / 2.94 /
-#                       4.9 s on two (seed2, session 8); 500 points are 8.5e9 flops; the default case 3.7 -> 1.4 s
+PARALLEL_FLOPS = 8e9  # below this many flops a factorisation, the IPM runs BLAS on one thread: on 2 cores a second
+#                       thread's spinning competes with the IPM's own numpy work; the crossover is about 500 last-layer
+#                       points a block (8.5e9 flops)
 
 
 def threads_for(flops: float) -> int:

@@ -31,7 +31,7 @@ def choose_mode(n_pts: int, n_r: int, n_o: int, n_coupled: int, group_size: int)
     n_coupled = O rows coupled to D rows (the width of the Schur update)."""
     n_d = n_pts * n_r
     cost_o = n_r * n_pts**2 * n_coupled + n_d * n_coupled**2 / n_r + n_o**3 / 3
-    cost_d = 3 * n_d**3 / 3  # x3: measured; its sparse group products run far below BLAS speed (last-100: 2.1x slower)
+    cost_d = 3 * n_d**3 / 3  # x3: its sparse group products run far below BLAS speed (bench/README.md, "Tuning")
     return "schur-d" if group_size <= 64 and cost_d < cost_o else "schur-o"
 
 

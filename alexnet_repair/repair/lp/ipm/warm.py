@@ -20,14 +20,11 @@ from alexnet_repair.repair.lp.ipm.formulation import COL_KINDS, KIND_SHIFT, ROW_
 
 WARM = (1.0, 0.3)  # each round after the first starts from an iterate of the last round, mapped onto its LP:
 #                   the first with merit below WARM[0] when more than WARM_SHARE of its rows are new,
-#                   else the first below WARM[1]. LP alone, against cold starts: seed0 + 1,000 preserve images
-#                   25.5 -> 16.1 s, digits 33.7 -> 23.3 s; always WARM[1]: 15.7 s, 25.8 s (at 1e-2: 36 s for seed0:
-#                   a late iterate blocks the new rows' steps)
+#                   else the first below WARM[1]: a later iterate saves more iterations but sits so close to the
+#                   old boundary that it blocks the steps of many new rows (measured: bench/README.md, "Tuning")
 WARM_SHARE = 0.25
 SHIFT = 0.5  # every x, w grows by SHIFT * (x.z + w.s) / (sum z + sum s), every z, s likewise (Mehrotra's shift
-#             of a starting point): the snapshot's small values would otherwise block the steps. Digits + 1,000
-#             preserve images, LP, every round from the iterate below 0.3: no shift 44.0 s, 0.5 34.1 s, 1.0
-#             35.1 s (cold starts 33.7 s)
+#             of a starting point): the snapshot's small values would otherwise block the steps
 
 
 @dataclass

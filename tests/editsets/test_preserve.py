@@ -1,0 +1,35 @@
+"""The preserve set's draw (editsets/preserve.py): never an edit or held-out image, images the model gets right,
+seeded, and the repaired layer's inputs kept from the draw's own pass."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from alexnet_repair.editsets import build_editset, draw_preserve_set
+from alexnet_repair.repair import RepairConfig, preserve_set_for
+
+
+def test_preserve_set_never_overlaps_the_edit_or_held_out_images(fitted_model, cifar_test):
+    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=10, progress=False)
+    config = RepairConfig(preserve=10_000, preserve_split="test")
+    preserve = preserve_set_for(fitted_model, es, config, lambda split: cifar_test, seed=1)
+    taken = set(es.indices.tolist()) | set(es.holdout_indices.tolist())
+    assert len(preserve) > 0 and not taken & set(preserve.indices.tolist())
+    with torch.no_grad():
+        assert (fitted_model(preserve.images).argmax(1) == preserve.labels).all()
+    again = preserve_set_for(fitted_model, es, RepairConfig(preserve=5, preserve_split="test"), lambda s: cifar_test,
+                             seed=1)
+    assert again.indices.tolist() == preserve.indices[:5].tolist()   # seeded: the same draw
+
+
+@pytest.mark.parametrize("layer", ["classifier.6", "classifier.4"])
+def test_the_draw_keeps_the_repaired_layers_inputs_of_its_images(fitted_model, cifar_train, layer):
+    """The repair reuses the draw's own pass: the kept inputs are the float32 prefix's, bit for bit."""
+    from alexnet_repair.repair.bridge import layer_inputs
+
+    preserve = draw_preserve_set(fitted_model, cifar_train, 30, seed=2, layer=layer)
+    kept = preserve.features.get(layer)
+    assert kept is not None and kept.shape[0] == len(preserve) > 0
+    assert torch.equal(kept, layer_inputs(fitted_model, preserve.images, layer, dtype=torch.float32))
+    assert set(preserve.features) == {layer}
