@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -215,18 +216,22 @@ def _ask(command: list[str]) -> tuple[str | None, str]:
     return done.stdout, ""
 
 
-def has_result(folder, job_id: str) -> bool:
-    """Whether the task of ``job_id`` has written its submitit result file."""
+def _result_file(folder, job_id: str) -> Path:
     from submitit.core.utils import JobPaths
 
-    return JobPaths(folder, job_id=str(job_id)).result_pickle.exists()
+    return JobPaths(folder, job_id=str(job_id)).result_pickle
+
+
+def has_result(folder, job_id: str) -> bool:
+    """Whether the task of ``job_id`` has written its submitit result file."""
+    return _result_file(folder, job_id).exists()
 
 
 def result_state(folder, job_id: str) -> str | None:
     """COMPLETED or FAILED from the task's submitit result file; None while there is none."""
-    from submitit.core.utils import JobPaths, pickle_load
+    from submitit.core.utils import pickle_load
 
-    path = JobPaths(folder, job_id=str(job_id)).result_pickle
+    path = _result_file(folder, job_id)
     if not path.exists():
         return None
     return "COMPLETED" if pickle_load(path)[0] == "success" else "FAILED"
@@ -236,7 +241,7 @@ def _guard(state, job_id: str) -> str | None:
     """``state()``, or None when it fails (submitit missing, a result file half written or junk)."""
     try:
         return state()
-    except Exception as err:
+    except (ImportError, OSError, EOFError, ValueError, pickle.UnpicklingError) as err:
         log.debug("state of job %s: %s", job_id, err)
         return None
 
