@@ -173,7 +173,7 @@ def main(argv=None) -> int:
 
 def plan_specs(args) -> list:
     """The grid's runs or the stochastic chains the arguments ask for."""
-    preserve = dict(preserves=args.preserves, preserve_margin=args.preserve_margin, preserve_split=args.preserve_split)
+    preserve = dict(preserves=args.preserves, preserve_margin=args.preserve_margins, preserve_split=args.preserve_split)
     if args.command == "grid":
         return gr.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
                              args.margins, args.layers, args.methods, args.seeds, args.solvers, **preserve)

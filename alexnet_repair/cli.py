@@ -17,7 +17,7 @@ from .model import CLASSIFIER_LINEARS
 from .paths import path_for
 from . import progress_log
 from .repair import FORMULATIONS, OBJECTIVES, FTConfig, RepairConfig
-from .repair.types import METHODS
+from .repair.types import METHODS, preserve_size
 
 
 def add_data_args(parser: argparse.ArgumentParser, default: str | None = "cifar10",
@@ -119,12 +119,14 @@ def _add_preserve_args(flag) -> None:
     guarantee = ("aprnn keeps every one of them, like the edit images, checked on the saved float32 model (fine-tuning "
                  "only pushes them with a hinge loss)")
     flag("--preserve", "preserve", "preserve-set size N: N images of --preserve-split that the base model classifies "
-         f"correctly with --preserve-margin must stay so; {guarantee}. Default 0: plain APRNN",
-         f"preserve-set sizes, a grid dimension (e.g. --preserves 0 1000; default: 0, none); {guarantee}",
-         (("--preserve", "--preserves"), "preserves", [RepairConfig.preserve]), type=int, metavar="N")
-    flag("--preserve-margin", "preserve_margin", "label logit - every other logit >= D on each preserve image "
-         "(default 0)", "label logit - every other logit >= D on each preserve image (default 0)", type=float,
-         metavar="D")
+         f"correctly must stay so, or 'all' of them; {guarantee}. Default 0: plain APRNN",
+         f"preserve-set sizes, a grid dimension (e.g. --preserves 0 1000 all; default: 0, none); {guarantee}",
+         (("--preserve", "--preserves"), "preserves", [RepairConfig.preserve]), type=preserve_size, metavar="N|all")
+    kept = ("each preserve image keeps label logit - every other logit >= min(D, its margin on the base model), so "
+            "no image is pushed up and none falls below where it was")
+    flag("--preserve-margin", "preserve_margin", f"D: {kept} (default {RepairConfig.preserve_margin:g})",
+         f"values of D, a grid dimension of the runs with a preserve set: {kept}", type=float, metavar="D",
+         plural=(("--preserve-margin", "--preserve-margins"), "preserve_margins", [RepairConfig.preserve_margin]))
     flag("--preserve-split", "preserve_split", "split the preserve set is drawn from (default train; test "
          "contaminates the drawdown measurement: its images are held correct by construction)",
          "split the preserve sets are drawn from (default train; test contaminates the drawdown measurement)",

@@ -10,7 +10,7 @@ from ..data import CLASS_NAMES
 from ..editsets import SWEEP_TYPES, parse_sweep_type
 from ..errors import UsageError
 from ..model import layer_position, resolve_layer
-from ..repair.types import METHODS
+from ..repair.types import METHODS, preserve_size
 
 # Every default of a grid sweep, in one place. The README's `experiment_runner.py --dataset synthetic` runs this
 # grid: 3 + 2 x 3 = 9 runs of the canonical model's last layer (the README gives its time).
@@ -42,7 +42,7 @@ class RepairSettings:
     method: str
     seed: int
     solver: str
-    preserve: int = 0                    # preserve-set size (0: plain repair)
+    preserve: int | str = 0              # preserve-set size (0: plain repair), or "all"
     preserve_margin: float = DEFAULT_PRESERVE_MARGIN
     preserve_split: str = DEFAULT_PRESERVE_SPLIT
 
@@ -59,17 +59,24 @@ class RepairSettings:
         return tag
 
 
+def _values(one_or_more) -> list:
+    """A grid dimension given as one value or several, without repeats."""
+    return list(dict.fromkeys([one_or_more] if isinstance(one_or_more, (str, int, float)) else one_or_more))
+
+
 def settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solvers, preserves=DEFAULT_PRESERVES,
                   preserve_margin=DEFAULT_PRESERVE_MARGIN, preserve_split=DEFAULT_PRESERVE_SPLIT) -> list[dict]:
     """The RepairSettings fields of every combination for one repair-set type (``misclassified`` has no class);
-    ``solvers``: one solver name or several (a grid dimension)."""
+    ``solvers`` and ``preserve_margin``: one value or several (grid dimensions). A preserve margin is a dimension
+    of the runs with a preserve set only."""
     targets = [None] if SWEEP_TYPES[kind][0] == "misclassified" else list(dict.fromkeys(classes))
-    solvers = [solvers] if isinstance(solvers, str) else list(dict.fromkeys(solvers))
+    kept = [(0, DEFAULT_PRESERVE_MARGIN)] * (0 in [preserve_size(p) for p in _values(preserves)]) + [
+        (p, float(d)) for p in map(preserve_size, _values(preserves)) if p != 0 for d in _values(preserve_margin)]
     return [dict(repair_set_type=kind, target_class=cls, param_bound=float(bound), margin=float(margin),
-                 layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver, preserve=int(preserve),
-                 preserve_margin=float(preserve_margin), preserve_split=preserve_split)
-            for cls, bound, margin, layer, method, solver, preserve, seed in itertools.product(
-                targets, bounds, margins, layers, methods, solvers, preserves, seeds)]
+                 layer=resolve_layer(layer), method=method, seed=int(seed), solver=solver, preserve=preserve,
+                 preserve_margin=d, preserve_split=preserve_split)
+            for cls, bound, margin, layer, method, solver, (preserve, d), seed in itertools.product(
+                targets, bounds, margins, layers, methods, _values(solvers), kept, seeds)]
 
 
 def check_settings(types, sizes, classes, bounds, margins, methods, preserves=DEFAULT_PRESERVES,
@@ -86,8 +93,10 @@ def check_settings(types, sizes, classes, bounds, margins, methods, preserves=DE
         raise UsageError(f"--target-classes must lie in 0-9 (got {list(classes)})")
     if any(not b > 0 for b in bounds) or any(not m >= 0 for m in margins):
         raise UsageError("--param-bounds must be positive and --margins non-negative")
-    if any(int(p) < 0 for p in preserves) or not preserve_margin >= 0:
-        raise UsageError("--preserves and --preserve-margin must be non-negative")
+    for p in _values(preserves):
+        preserve_size(p)
+    if not all(d >= 0 for d in _values(preserve_margin)):
+        raise UsageError("--preserve-margins must be non-negative")
     if preserve_split not in ("train", "test"):
         raise UsageError(f"unknown --preserve-split {preserve_split!r}: choose train or test")
     if any(SWEEP_TYPES[t][0] == "by-class" for t in types) and not classes:

@@ -96,7 +96,8 @@ def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: 
     kept = {}
     if preserve is not None and len(preserve):
         kept = dict(preserve_inputs=preserve_layer_inputs(model, preserve, config.layer, device).double().numpy(),
-                    preserve_labels=preserve.labels.numpy().astype(np.int64), preserve_margin=preserve.margin)
+                    preserve_labels=preserve.labels.numpy().astype(np.int64),
+                    preserve_margin=np.asarray(preserve.margins, dtype=np.float64))
     return LPSpec(inputs=inputs, targets=labels.numpy().astype(np.int64), **kept,
                   weights=[m.weight.detach().double().cpu().numpy() for m in linears],
                   biases=[m.bias.detach().double().cpu().numpy() for m in linears],

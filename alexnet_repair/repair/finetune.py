@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from alexnet_repair.errors import UsageError
@@ -80,10 +81,11 @@ class _Editable(torch.nn.Module):
             d.clamp_(-bound, bound)
 
 
-def hinge(logits: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
-    """Multi-class hinge at the margin: mean_i sum_{c != t_i} relu(margin - (y_t - y_c))."""
+def hinge(logits: torch.Tensor, labels: torch.Tensor, margin) -> torch.Tensor:
+    """Multi-class hinge at the margin (one for all, or (n,) one per image): mean_i sum_{c != t_i}
+    relu(margin_i - (y_t - y_c))."""
     gaps = logits.gather(1, labels[:, None]) - logits                     # (n, C), 0 at the target
-    viol = torch.relu(margin - gaps).scatter(1, labels[:, None], 0.0)
+    viol = torch.relu(torch.as_tensor(margin, dtype=logits.dtype, device=logits.device).reshape(-1, 1) - gaps).scatter(1, labels[:, None], 0.0)
     return viol.sum(1).mean()
 
 
@@ -130,7 +132,8 @@ def finetune(model, images: torch.Tensor, labels: torch.Tensor, config, ft: FTCo
     keep = None
     if preserve is not None and len(preserve):
         keep = (preserve_layer_inputs(model, preserve, config.layer, device).to(device),
-                preserve.labels.to(device), preserve.margin + ft.margin_slack)
+                preserve.labels.to(device),
+                torch.as_tensor(np.asarray(preserve.margins), dtype=torch.float32).to(device) + ft.margin_slack)
     gen = torch.Generator().manual_seed(ft.seed)
     lr = ft.lr or DEFAULT_LR[ft.optimizer]
     params = list(net.deltas)

@@ -16,6 +16,19 @@ METHODS = ("aprnn", "ft")  # "aprnn": the provable LP repair; "ft": the fine-tun
 STATUSES = ("success", "partial", "infeasible", "time_limit", "verify_failed", "error")
 
 
+def preserve_size(value) -> int | str:
+    """A --preserve value: a count >= 0, or "all" (every image of the split the base model gets right)."""
+    if str(value).strip().lower() == "all":
+        return "all"
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = -1
+    if count < 0 or str(count) != str(value).strip():
+        raise UsageError(f"--preserve {value!r}: give a count >= 0 or 'all'")
+    return count
+
+
 @dataclass
 class RepairConfig:
     layer: str = "classifier.6"      # classifier Linear layer to edit (classifier.1 / .4 / .6)
@@ -30,8 +43,10 @@ class RepairConfig:
     threads: int | None = None       # solver threads
     method: str = "aprnn"            # "aprnn" (the provable LP repair) or "ft" (fine-tuning baseline)
     on_infeasible: str = "fail"      # "fail", or "max-fixed": repair the largest fixable subset (MILP)
-    preserve: int = 0                # preserve-set size: images that must keep their label (0 = plain APRNN)
-    preserve_margin: float = 0.0     # label logit - every other logit >= this on each preserve image
+    preserve: int | str = 0          # preserve-set size: images that must keep their label (0 = plain APRNN), or
+    #                                  "all": every image of the split the base model classifies correctly
+    preserve_margin: float = 0.0     # D: each preserve image keeps label logit - every other logit >= min(D, its
+    #                                  margin on the base model)
     preserve_split: str = "train"    # split the preserve set is drawn from (test contaminates the drawdown)
 
     def validate(self) -> None:
@@ -46,9 +61,9 @@ class RepairConfig:
             raise UsageError(f"unknown method {self.method!r}: choose aprnn or ft")
         if self.on_infeasible not in ("fail", "max-fixed"):
             raise UsageError(f"unknown --on-infeasible {self.on_infeasible!r}: choose fail or max-fixed")
-        if self.preserve < 0 or not np.isfinite(self.preserve_margin) or self.preserve_margin < 0:
-            raise UsageError(f"--preserve must be >= 0 and --preserve-margin >= 0 (got {self.preserve}, "
-                             f"{self.preserve_margin})")
+        self.preserve = preserve_size(self.preserve)
+        if not np.isfinite(self.preserve_margin) or self.preserve_margin < 0:
+            raise UsageError(f"--preserve-margin must be >= 0 (got {self.preserve_margin})")
         if self.preserve_split not in ("train", "test"):
             raise UsageError(f"unknown --preserve-split {self.preserve_split!r}: choose train or test")
         check_formulation(self.formulation, self.solver, self.algorithm)
@@ -72,6 +87,7 @@ class Verification:
     preserve_total: int = 0      # preserve images checked
     preserve_kept: int = 0       # of them, still predicted as their label with the preserve margin
     preserve_min_margin: float = float("inf")
+    preserve_min_excess: float = float("inf")  # least (margin - its required margin) over the preserve images
 
     @property
     def efficacy(self) -> float:

@@ -14,9 +14,13 @@ import torch
 
 from alexnet_repair.model import CLASSIFIER_LINEARS, AlexNet, layer_position
 from alexnet_repair.evaluate import margins_of
+from alexnet_repair.repair.bridge import preserve_layer_inputs
 from alexnet_repair.repair.lp.spec import LPSpec
 from alexnet_repair.repair.lp.spec import margins as lp_margins
 from alexnet_repair.repair.types import RepairConfig, Verification
+
+
+TAIL_CHUNK = 8192  # preserve images whose repaired layers run at once in the check (bounds its memory)
 
 
 @torch.no_grad()
@@ -28,8 +32,10 @@ def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfi
     ``required``: positions of the edit images that must be fixed (default all; max-fixed passes its subset);
     margins and patterns are checked on those, efficacy and ``fixed`` count every image.
     ``check_patterns=False`` (fine-tuning) still counts pattern flips but does not fail on them.
-    ``preserve`` (an editsets.PreserveSet): each of its images must keep its label with ``preserve.margin`` and,
-    for a hidden layer, its activation pattern; ``check_preserve=False`` (fine-tuning) counts without failing.
+    ``preserve`` (an editsets.PreserveSet): each of its images must keep its label with its margin (min(D, its base
+    margin)) and, for a hidden layer, its activation pattern; ``check_preserve=False`` (fine-tuning) counts
+    without failing. They are checked on the repaired layers from the prefix outputs of the draw's own pass: the
+    prefix is the base model's, bit for bit (checked here), so these are the saved model's outputs.
     """
     base = base.cpu().float().eval()
     repaired = repaired.cpu().float().eval()
@@ -67,26 +73,49 @@ def verify(base: AlexNet, repaired: AlexNet, images, labels, config: RepairConfi
     flips = _pattern_flips(base, repaired, images[req], config.layer, pattern_tol, device) if len(req) else 0
     if flips and check_patterns:
         reasons.append(f"{flips} activation pattern(s) after {config.layer} changed")
-    kept, p_min, p_flips = _check_preserve(base, repaired, preserve, config.layer, pattern_tol, device)
+    kept, p_min, p_excess, p_flips = _check_preserve(base, repaired, preserve, config.layer, pattern_tol, device)
     if preserve is not None and check_preserve:
         if kept < len(preserve):
             reasons.append(f"{len(preserve) - kept} of {len(preserve)} preserve images lost their label or "
-                           f"the preserve margin {preserve.margin} (min margin {p_min:.6g})")
+                           f"their preserve margin (min(D = {preserve.margin}, base margin); missed by up to "
+                           f"{-p_excess:.6g})")
         if p_flips and check_patterns:
             reasons.append(f"{p_flips} activation pattern(s) of preserve images after {config.layer} changed")
     ok = not reasons
     return Verification(ok, correct, len(labels), min_margin, max_change, within, identical, flips + p_flips, reasons,
-                        fixed, len(req), len(preserve) if preserve is not None else 0, kept, p_min)
+                        fixed, len(req), len(preserve) if preserve is not None else 0, kept, p_min, p_excess)
 
 
-def _check_preserve(base, repaired, preserve, layer, tol, device) -> tuple[int, float, int]:
-    """(images kept with the margin, their min margin, pattern flips) of a preserve set; zeros without one."""
+def _check_preserve(base, repaired, preserve, layer, tol, device) -> tuple[int, float, float, int]:
+    """(images kept with their margin, their least margin, the least margin - required margin, pattern flips) of a
+    preserve set; zeros without one. Works from the input of ``layer`` (kept by the draw), TAIL_CHUNK images at a
+    time."""
     if preserve is None or not len(preserve):
-        return 0, float("inf"), 0
-    margins = margins_of(repaired.to(device)(preserve.images.to(device)).cpu(), preserve.labels)
-    repaired.cpu()
-    flips = _pattern_flips(base, repaired, preserve.images, layer, tol, device)
-    return int(((margins >= preserve.margin) & (margins > 0)).sum()), float(margins.min()), flips
+        return 0, float("inf"), float("inf"), 0
+    h_all, stop = preserve_layer_inputs(base, preserve, layer, device), layer_position(layer)
+    required = torch.from_numpy(np.asarray(preserve.margins, dtype=np.float32))
+    kept, least, excess, flips = 0, float("inf"), float("inf"), 0
+    for lo in range(0, len(preserve), TAIL_CHUNK):
+        h, labels = h_all[lo:lo + TAIL_CHUNK], preserve.labels[lo:lo + TAIL_CHUNK]
+        z_base, _ = _tail(base, h, stop, device)
+        z_new, logits = _tail(repaired, h, stop, device)
+        margins = margins_of(logits, labels)
+        ok = (margins >= required[lo:lo + TAIL_CHUNK]) & (margins > 0)
+        kept, least = kept + int(ok.sum()), min(least, float(margins.min()))
+        excess = min(excess, float((margins - required[lo:lo + TAIL_CHUNK]).min()))
+        flips += sum(int(((z0 > 0) != (z1 > 0))[z0.abs() > tol].sum()) for z0, z1 in zip(z_base, z_new))
+    return kept, least, excess, flips
+
+
+def _tail(net, h: torch.Tensor, stop: int, device) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(inputs of the classifier's ReLUs after ``stop``, logits) of ``net``'s classifier from position ``stop`` on,
+    for the input ``h`` of that position (float32, on the CPU)."""
+    h, pre = h.to(device).float(), []
+    for module in list(net.classifier)[stop:]:
+        if isinstance(module, torch.nn.ReLU):
+            pre.append(h.cpu())
+        h = module(h)
+    return pre, h.cpu()
 
 
 def _editable_mask(model: AlexNet, layer: str, rows) -> dict[str, torch.Tensor]:
@@ -164,7 +193,7 @@ def check_solution(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], pattern_t
     """Check (dW, db) for ``spec`` in float32. Pattern flips are counted only where both the
     original and the new |pre-activation| >= pattern_tol (default spec.pattern_eps / 2): a unit
     sitting at ~0 contributes ~0 either way, and float32 cannot resolve its sign. Preserve points in
-    ``spec.inputs`` (after ``n_edit``) must meet ``preserve_margin``; ``min_margin`` is the edit points'."""
+    ``spec.inputs`` (after ``n_edit``) must meet their own margins; ``min_margin`` is the edit points'."""
     tol = spec.pattern_eps / 2 if pattern_tol is None else pattern_tol
     ws0 = [w.astype(np.float32) for w in spec.weights]
     bs0 = [b.astype(np.float32) for b in spec.biases]
@@ -183,7 +212,8 @@ def check_solution(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], pattern_t
     n_edit = spec.n_edit_points  # preserve points (after them) need their own, smaller margin
     min_margin = float(margins[:n_edit].min()) if n_edit else float("inf")
     correct = bool((y.argmax(1) == spec.targets).all())
-    margin_ok = min_margin >= spec.margin and bool((margins[n_edit:] >= spec.preserve_margin).all())
+    kept = spec.point_margins()[n_edit:] - spec.margin_slack
+    margin_ok = min_margin >= spec.margin and bool((margins[n_edit:] >= kept).all())
     bound_ok = max_change <= spec.param_bound
     return CheckReport(correct, min_margin, margin_ok, max_change, bound_ok, flips,
                        correct and margin_ok and bound_ok and flips == 0)

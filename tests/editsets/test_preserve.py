@@ -3,10 +3,12 @@ seeded, and the repaired layer's inputs kept from the draw's own pass."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from alexnet_repair.editsets import build_editset, draw_preserve_set
+from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair import RepairConfig, preserve_set_for
 
 
@@ -33,3 +35,21 @@ def test_the_draw_keeps_the_repaired_layers_inputs_of_its_images(fitted_model, c
     assert kept is not None and kept.shape[0] == len(preserve) > 0
     assert torch.equal(kept, layer_inputs(fitted_model, preserve.images, layer, dtype=torch.float32))
     assert set(preserve.features) == {layer}
+
+
+def test_all_draws_exactly_the_correctly_classified_images(fitted_model, cifar_train, predict_each):
+    preserve = draw_preserve_set(fitted_model, cifar_train, "all", margin=0.5, seed=7, layer="classifier.6")
+    right = np.flatnonzero(predict_each(fitted_model, cifar_train) == cifar_train.labels.numpy())
+    assert preserve.indices.tolist() == right.tolist()
+    assert preserve.features["classifier.6"].shape[0] == len(preserve) == right.size
+    excluded = draw_preserve_set(fitted_model, cifar_train, "all", exclude=right[:3])
+    assert excluded.indices.tolist() == right[3:].tolist()
+
+
+def test_each_image_keeps_min_of_d_and_its_own_base_margin(fitted_model, cifar_train):
+    preserve = draw_preserve_set(fitted_model, cifar_train, "all", margin=0.5)
+    with torch.no_grad():
+        base = margins_of(fitted_model.eval()(preserve.images), preserve.labels).numpy()
+    assert (base > 0).all()
+    assert preserve.margins == pytest.approx(np.minimum(base, 0.5), abs=1e-6)
+    assert (base < 0.5).any() and (base > 0.5).any()   # both kinds occur, so both branches of the min are checked

@@ -12,7 +12,7 @@ import torch
 
 import eval as eval_script
 import run_repair
-from alexnet_repair.editsets import build_editset, draw_preserve_set
+from alexnet_repair.editsets import PreserveSet, build_editset
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair import RepairConfig, repair
 from alexnet_repair.repair.bridge import parse_rows
@@ -170,8 +170,7 @@ def test_conflict_with_the_preserve_set_is_infeasible_with_advice(fitted_model, 
     # the edit images themselves, under their predicted (wrong) labels, as preserve images: no repair can hold both
     with torch.no_grad():
         predicted = fitted_model(es.images).argmax(1)
-    preserve = draw_preserve_set(fitted_model, cifar_test, 0)
-    preserve.images, preserve.labels, preserve.indices = es.images, predicted, np.arange(len(es))
+    preserve = PreserveSet(predicted, np.arange(len(es)), "test", "cifar10", 0.0, image_tensor=es.images)
     config = RepairConfig(param_bound=5.0, margin=0.5, threads=1, preserve=len(es))
     result = repair(fitted_model, es.images, es.labels, config, preserve=preserve)
     assert result.status == "infeasible" and result.model is None

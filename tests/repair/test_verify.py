@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import run_repair
+from alexnet_repair.editsets import build_editset, draw_preserve_set
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.model import small_alexnet
 from alexnet_repair.repair import RepairConfig, repair
@@ -208,17 +209,23 @@ def test_run_repair_reports_verify_failed_and_writes_nothing(workdir, capsys, mo
     assert not list(out.parent.glob(".*.tmp"))
 
 
-def test_verify_rejects_a_model_that_loses_a_preserve_image(fitted_model, edit_and_preserve):
-    es, preserve = edit_and_preserve
-    config = RepairConfig(param_bound=5.0, margin=0.5, threads=1, preserve=len(preserve), preserve_margin=0.1)
+@pytest.mark.parametrize("layer, rows", [("classifier.6", None), ("classifier.4", "0:32")])
+def test_verify_rejects_a_model_that_loses_a_preserve_image(fitted_model, cifar_test, cifar_train, layer, rows):
+    """On the last and on a hidden layer: the repair keeps every preserve image, and a model tampered so that one
+    of them loses its label fails the check (which runs the repaired layers from the draw's kept layer inputs)."""
+    es = build_editset(fitted_model, cifar_test, "misclassified", max_size=4, progress=False)
+    preserve = draw_preserve_set(fitted_model, cifar_train, 40, margin=0.1, seed=0, layer=layer)
+    config = RepairConfig(layer=layer, rows=rows, param_bound=5.0, margin=0.2, threads=1, preserve=len(preserve),
+                          preserve_margin=0.1)
     result = repair(fitted_model, es.images, es.labels, config, preserve=preserve)
-    assert verify(fitted_model, result.model, es.images, es.labels, config, None, preserve=preserve).ok
+    assert result.success, result.message
+    assert verify(fitted_model, result.model, es.images, es.labels, config, result.rows, preserve=preserve).ok
     tampered = copy.deepcopy(result.model)
     with torch.no_grad():
         margins = margins_of(tampered(preserve.images), preserve.labels)
         p = int(margins.argmin())
         label = int(preserve.labels[p])
         tampered.classifier[6].bias[label] -= float(margins[p]) + 1.0   # one weight: the label's bias
-    check = verify(fitted_model, tampered, es.images, es.labels, config, None, preserve=preserve)
+    check = verify(fitted_model, tampered, es.images, es.labels, config, result.rows, preserve=preserve)
     assert not check.ok and check.preserve_kept < len(preserve)
     assert any("preserve images lost" in r for r in check.reasons)

@@ -106,7 +106,7 @@ def _images_text(images, preserve) -> str:
 def _shortfall(check: Verification, config: RepairConfig) -> float:
     """By how much the float32 model missed a margin: the edit images' or the preserve images' (0: neither)."""
     edit = config.margin - check.min_margin
-    kept = config.preserve_margin - check.preserve_min_margin if check.preserve_total else 0.0
+    kept = -check.preserve_min_excess if check.preserve_total else 0.0
     return max(edit, kept, 0.0)
 
 

@@ -14,7 +14,7 @@ of layer k. Per edit point i:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -127,9 +127,7 @@ def streamed_violations(spec: LPSpec, dW: np.ndarray, db: list[np.ndarray], chun
     bounded however many points (a whole training set of preserve images) there are."""
     out = np.zeros(spec.inputs.shape[0])
     for lo in range(0, out.size, chunk):
-        part = replace(spec, inputs=spec.inputs[lo:lo + chunk], targets=spec.targets[lo:lo + chunk],
-                       n_edit=None if spec.n_edit is None else int(np.clip(spec.n_edit - lo, 0, chunk)))
-        out[lo:lo + chunk] = point_violations(original_network(part), dW, db)
+        out[lo:lo + chunk] = point_violations(original_network(spec.points(lo, lo + chunk)), dW, db)
     return out
 
 

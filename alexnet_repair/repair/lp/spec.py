@@ -53,12 +53,13 @@ class LPSpec:
     margin_slack: float = 1e-4  # the LP asks for margin + margin_slack (float32 rounding headroom)
     bound_slack: float = 1e-5  # the LP bounds changes by param_bound - bound_slack
     pattern_eps: float = 1e-4  # kept distance of hidden pre-activations from 0 (see module doc)
-    # The preserve set (drawdown guard): images that must keep their label with preserve_margin after the repair;
-    # their output changes carry no objective weight. solve_repair_lp adds them lazily as extra points.
+    # The preserve set (drawdown guard): images that must keep their label with their preserve margin after the
+    # repair; their output changes carry no objective weight. solve_repair_lp adds them lazily as extra points.
     preserve_inputs: np.ndarray | None = None  # (P, in_k) float64
     preserve_labels: np.ndarray | None = None  # (P,) int64
-    preserve_margin: float = 0.0
+    preserve_margin: float | np.ndarray = 0.0  # one margin for all, or (P,) one per preserve image
     n_edit: int | None = None  # points 0..n_edit-1 are edit points, the rest preserve points (None: all edit)
+    point_preserve_margins: np.ndarray | None = None  # (N - n_edit,) margins of the preserve points among ``inputs``
 
     def __post_init__(self) -> None:
         self.inputs = np.asarray(self.inputs, dtype=np.float64)
@@ -102,22 +103,39 @@ class LPSpec:
         return 0 if self.preserve_inputs is None else self.preserve_inputs.shape[0]
 
     def point_margins(self) -> np.ndarray:
-        """(N,) the margin each point's rows ask for, slack included: edit points ``margin``, preserve points
-        ``preserve_margin``."""
-        out = np.full(self.inputs.shape[0], self.preserve_margin + self.margin_slack)
-        out[: self.n_edit_points] = self.margin + self.margin_slack
-        return out
+        """(N,) the margin each point's rows ask for, slack included: edit points ``margin``, preserve points their
+        own (``point_preserve_margins``, else ``preserve_margin``)."""
+        out = np.empty(self.inputs.shape[0])
+        out[: self.n_edit_points] = self.margin
+        out[self.n_edit_points:] = self.preserve_margin if self.point_preserve_margins is None else \
+            self.point_preserve_margins
+        return out + self.margin_slack
+
+    def preserve_margins(self) -> np.ndarray:
+        """(P,) the margin each image of the preserve set keeps."""
+        return np.broadcast_to(np.asarray(self.preserve_margin, dtype=np.float64), (self.n_preserve,))
 
     def with_preserve_points(self, chosen: np.ndarray) -> "LPSpec":
         """The LP over the edit points plus the preserve points ``chosen`` (indices into the preserve set)."""
         chosen = np.asarray(chosen, dtype=np.int64)
         return replace(self, inputs=np.vstack([self.inputs, self.preserve_inputs[chosen]]),
                        targets=np.r_[self.targets, self.preserve_labels[chosen]], n_edit=self.inputs.shape[0],
-                       preserve_inputs=None, preserve_labels=None)
+                       point_preserve_margins=self.preserve_margins()[chosen], preserve_inputs=None,
+                       preserve_labels=None)
 
     def preserve_only(self) -> "LPSpec":
         """The preserve set as the points of a spec (for checking its rows at a solution)."""
         return replace(self, inputs=self.preserve_inputs, targets=self.preserve_labels, n_edit=0,
+                       point_preserve_margins=self.preserve_margins().copy(), preserve_inputs=None,
+                       preserve_labels=None)
+
+    def points(self, lo: int, hi: int) -> "LPSpec":
+        """The spec of points lo..hi-1 alone (no preserve set beyond them): for checks in chunks."""
+        n_edit = self.n_edit_points
+        own = None if self.point_preserve_margins is None else \
+            self.point_preserve_margins[max(lo - n_edit, 0):max(hi - n_edit, 0)]
+        return replace(self, inputs=self.inputs[lo:hi], targets=self.targets[lo:hi],
+                       n_edit=int(np.clip(n_edit - lo, 0, hi - lo)), point_preserve_margins=own,
                        preserve_inputs=None, preserve_labels=None)
 
 
