@@ -35,10 +35,26 @@ class Network:
     rows: np.ndarray
     z0: list[np.ndarray]
     active: list[np.ndarray]
+    _live: np.ndarray | None = None
+    _l1: np.ndarray | None = None
 
     @property
     def n_layers(self) -> int:
         return len(self.spec.weights)
+
+    @property
+    def live_inputs(self) -> np.ndarray:
+        """Inputs of the edited layer that are non-zero at some point (computed once; the IPM's rounds share it)."""
+        if self._live is None:
+            self._live = np.flatnonzero((self.spec.inputs != 0).any(0))
+        return self._live
+
+    @property
+    def input_l1(self) -> np.ndarray:
+        """(N,) ||a_i||_1 of every point's input (computed once)."""
+        if self._l1 is None:
+            self._l1 = np.abs(self.spec.inputs).sum(1)
+        return self._l1
 
 
 def original_network(spec: LPSpec) -> Network:
@@ -107,12 +123,15 @@ def output_changes(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> np.nda
     return propagate(net, u, db)[-1]
 
 
-def objective_value(net: Network, dW: np.ndarray, db: list[np.ndarray]) -> float:
-    """The requested objective of ``net.spec`` at (dW, db), recomputed from the parameters."""
+def objective_value(net: Network, dW: np.ndarray, db: list[np.ndarray], changes: np.ndarray | None = None) -> float:
+    """The requested objective of ``net.spec`` at (dW, db), recomputed from the parameters (``changes``: the logit
+    changes of every point at them, when the caller has them already)."""
     terms = objective_terms(net.spec)
     parts = [dW.ravel()] + [b.ravel() for b in db]
     if terms.outputs:
-        parts.append(output_changes(net, dW, db)[: net.spec.n_edit_points].ravel())  # preserve points: no weight
+        n_edit = net.spec.n_edit_points  # preserve points: no weight
+        v = output_changes(net, dW, db) if changes is None else changes
+        parts.append(v[:n_edit].ravel())
     d = np.abs(np.concatenate(parts))
     return float(terms.w_inf * d.max(initial=0.0) + terms.w_l1 * d.sum())
 

@@ -57,8 +57,9 @@ def margin_slacks(spec: LPSpec, y_new: np.ndarray) -> np.ndarray:
 def certify(spec: LPSpec, net: nw.Network, lp: IpmLP, x: np.ndarray, y: np.ndarray) -> Certificate:
     """Decode the IPM point x (row duals y) and certify it; see the module doc."""
     dW, db = lp.decode(x)
-    ub_val = objective_value(net, dW, db)
-    slack = margin_slacks(spec, net.z0[-1] + output_changes(net, dW, db))
+    v = output_changes(net, dW, db)
+    ub_val = objective_value(net, dW, db, v)
+    slack = margin_slacks(spec, net.z0[-1] + v)
     feasible = bool(slack.min(initial=np.inf) >= -FEAS_TOL)
     if net.n_layers == 2:
         u = spec.inputs @ dW.T + db[0]

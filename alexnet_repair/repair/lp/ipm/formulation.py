@@ -47,9 +47,8 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     n_r, n_cls, L = net.rows.size, spec.weights[-1].shape[0], net.n_layers
     # An input that is 0 at every point (a ReLU unit dead on all of them, 18-33% on the real models) leaves its
     # dW column out of every row: 0 at the optimum, so the column is left out of the LP (decode puts the 0 back).
-    live = np.flatnonzero((spec.inputs != 0).any(0))
+    live = net.live_inputs  # of every point, not only this round's: the dW columns keep their keys across rounds
     n_in = live.size
-    a_aug = np.hstack([spec.inputs[:, live], np.ones((n_pts, 1))])  # db_k[r] acts as a weight on a constant input
     n_w = 2 * n_r * (n_in + 1)
     keep = np.arange(n_pts * (n_cls - 1)) if keep is None else np.asarray(keep)
     n_marg = keep.size
@@ -134,7 +133,7 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
     c = np.zeros(cols.n)
     c[vp[:n_edit]], c[vm[:n_edit]] = 1.0, 1.0
     ub = np.full(cols.n, np.inf)
-    reach = spec.bound * (np.abs(spec.inputs).sum(1) + 1.0)  # |u_i| <= B (|a_i|_1 + 1)
+    reach = spec.bound * (net.input_l1 + 1.0)  # |u_i| <= B (|a_i|_1 + 1)
     if L == 1:  # |v_i| <= reach_i: a valid bound that keeps the weightless preserve v+/v- finite
         v_max = np.repeat(reach[:, None], cv, 1)
     else:
@@ -147,9 +146,10 @@ def build_ipm_lp(spec: LPSpec, net: nw.Network, keep: np.ndarray | None = None, 
         ub[dbp], ub[dbm] = spec.bound, spec.bound
     if terms.w_inf:
         c[t] = terms.w_inf * cscale
-    in_lp = member.any(1)  # points with a D row (a preserve point without rows in this LP has none)
+    in_lp = np.flatnonzero(member.any(1))  # points with a D row (a preserve point without rows in this LP has none)
     d_pt, d_r = np.nonzero(member[in_lp])
-    op = BlockOperator(a_aug[in_lp], n_r, ax, t if terms.w_inf else None, e_mask, weight_epigraph=bool(terms.w_inf),
+    a_aug = np.hstack([spec.inputs[np.ix_(in_lp, live)], np.ones((in_lp.size, 1))])  # db_k[r]: a weight on input 1
+    op = BlockOperator(a_aug, n_r, ax, t if terms.w_inf else None, e_mask, weight_epigraph=bool(terms.w_inf),
                        d_pairs=(d_pt, d_r) if L == 1 else None)
     cost = np.r_[np.ones(n_w), c]
     upper = np.r_[np.full(n_w, spec.bound), ub]
