@@ -6,9 +6,11 @@ per plot, contact sheets of a few edit sets, and report.html with all of it embe
 model, dataset, grid, commits and run times. A plot with nothing to compare (one size, one bound, ...) is left out,
 with a one-line note in the report and on stderr. A sweep over several
 --methods (aprnn, ft) also gets methods.csv/.md and the side-by-side plot methods.png. A sweep with preserve sets
-(--preserves 0 1000) gets preserve.csv/.md (APRNN / APRNN+preserve / fine-tuning: runs, success rate, drawdown,
-generalization, repair time, preserve images kept) and, with two preserve sizes or more, preserve.png (drawdown
-and generalization against the preserve size).
+(--preserves 0 1000 all) gets preserve.csv/.md (APRNN / APRNN+preserve / fine-tuning per preserve margin and
+objective: runs, success rate, drawdown, generalization, repair time, preserve images kept) and, with two preserve
+sizes or more, preserve.png (drawdown, generalization and repair time against the preserve size, "all" at the
+right end); with two --preserve-margins or --objectives, preserve_margin.png and objectives.png (drawdown and
+repair time against each).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Sweep repair configurations and collect one CSV row per run.
 
 Commands (flags without a command run a grid sweep):
-  grid        repair-set type x size x class x bound x margin x layer x method x preserve size x seed; one row
-              per run
+  grid        repair-set type x size x class x bound x margin x layer x method x objective x solver x preserve
+              size x preserve margin x seed; one row per run
   stochastic  sequential repair of random batches of a full repair set; one row per iteration
   merge       combine the CSVs of several shards into one
   status      progress of a sweep submitted with --submit (per shard: job state, rows done, failed, running)
@@ -173,25 +173,25 @@ def main(argv=None) -> int:
 
 def plan_specs(args) -> list:
     """The grid's runs or the stochastic chains the arguments ask for."""
-    preserve = dict(preserves=args.preserves, preserve_margin=args.preserve_margins, preserve_split=args.preserve_split)
+    more = dict(preserves=args.preserves, preserve_margin=args.preserve_margins, preserve_split=args.preserve_split,
+                objectives=args.objectives)
     if args.command == "grid":
         return gr.build_grid(args.repair_set_types, args.repair_set_sizes, args.target_classes, args.param_bounds,
-                             args.margins, args.layers, args.methods, args.seeds, args.solvers, **preserve)
+                             args.margins, args.layers, args.methods, args.seeds, args.solvers, **more)
     if args.num_iterations < 1:
         raise UsageError("--num-iterations must be at least 1")
     return st.build_chains(args.repair_set_types, args.batch_sizes, args.target_classes, args.param_bounds,
-                           args.margins, args.layers, args.methods, args.seeds, args.solvers, **preserve)
+                           args.margins, args.layers, args.methods, args.seeds, args.solvers, **more)
 
 
 def make_setup(args) -> SweepSetup:
     grid = args.command == "grid"
     return SweepSetup(
         weights=args.weights or str(path_for("base_model")), dataset=args.dataset, data_dir=args.data_dir,
-        download=not args.no_download, edit_split=args.edit_split,
+        download=not args.no_download, edit_split=args.edit_split, keep_models=args.keep_models,
         sizing=args.sizing if grid else "flexible", holdout_fraction=args.holdout_fraction if grid else 0.0,
-        objective=args.objective, rows=args.rows, formulation=args.formulation, algorithm=args.algorithm,
-        time_limit=args.time_limit, on_infeasible=args.on_infeasible, threads=args.threads,
-        keep_models=args.keep_models, device=str(device_from(args)),
+        rows=args.rows, formulation=args.formulation, algorithm=args.algorithm, time_limit=args.time_limit,
+        on_infeasible=args.on_infeasible, threads=args.threads, device=str(device_from(args)),
         record_dir=str(path_for("run_records", sweep_csv=args.output_file)) if grid else None,
         output_file=args.output_file)
 

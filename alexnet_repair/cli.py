@@ -77,8 +77,8 @@ def add_solver_args(parser: argparse.ArgumentParser, sweep: bool = False) -> Non
 
 def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The repair settings: run_repair.py's flags, or with ``sweep`` experiment_runner.py's, where the grid
-    dimensions take several values (--param-bounds, --margins, --layers, --methods, --preserves) and the help is a
-    sweep's."""
+    dimensions take several values (--param-bounds, --margins, --layers, --objectives, --methods, --preserves,
+    --preserve-margins) and the help is a sweep's."""
     d = RepairConfig()  # a grid dimension's default is the single run's
 
     def flag(name: str, field: str, help: str | None, sweep_help: str | None, plural=None, **kw) -> None:
@@ -99,8 +99,9 @@ def add_repair_args(parser: argparse.ArgumentParser, sweep: bool = False) -> Non
          (("--layers",), "layers", [d.layer]))
     flag("--rows", "rows", "editable rows of the layer: a:b, i,j,k, or a count N (the N rows with the largest loss "
          "gradient); default all", "editable rows of the layer (see run_repair.py; default all)")
-    flag("--objective", "objective", "default linf+l1n (APRNN)", "repair objective (default: APRNN's)",
-         choices=OBJECTIVES)
+    flag("--objective", "objective", "default linf+l1n (APRNN)", "LP objectives, a grid dimension of the aprnn runs "
+         f"({', '.join(OBJECTIVES)}; default: linf+l1n, APRNN's; other ones get ids ending _o<objective>)",
+         (("--objective", "--objectives"), "objectives", [d.objective]), choices=OBJECTIVES)
     flag("--formulation", "formulation", None, None, choices=FORMULATIONS)
     flag("--algorithm", "algorithm", "solver algorithm: auto, simplex, primal, ipm, ipm-nocrossover, pdlp",
          "solver algorithm (see run_repair.py)")

@@ -15,6 +15,7 @@ from ..data import CLASS_NAMES
 from .common import FEW_TICKS, empty_note, held_value, left_out, make_figure, mean_line, shared_legend
 from .grid import per_class_matrix
 from .preserve import fig_preserve
+from .study import fig_objectives, fig_preserve_margin
 
 ANNOTATED_RUNS = 16     # the methods plot names each run's edit-set size when it shows this many runs or fewer
 
@@ -219,8 +220,14 @@ CAPTIONS = {
     "methods": "Provable repair vs fine-tuning on the same edit sets and editable parameters: drawdown against the "
                "share of edit images fixed with the margin, for every run that returned a model (fine-tuning may "
                "fix fewer than all), and the median repair time.",
-    "preserve": "Drawdown and generalization against the preserve-set size (0: no preserve set), per method and "
-                "edit-set type, for every run that returned a model; mean and standard deviation.",
+    "preserve": "Drawdown and generalization (every run that returned a model) and repair time against the "
+                "preserve-set size (0: no preserve set; all: every correctly classified image of the split, with "
+                "the number it took), per method (and edit-set type, objective and preserve margin where they "
+                "vary); mean and standard deviation.",
+    "preserve_margin": "Drawdown and repair time against the preserve margin D (--preserve-margins), runs with a "
+                       "preserve set, one line per preserve size; mean and standard deviation.",
+    "objectives": "Drawdown and repair time of the APRNN runs per LP objective (--objectives), a bar per preserve "
+                  "size; mean and standard deviation over the other settings.",
 }
 
 
@@ -229,5 +236,6 @@ def figures(df: pd.DataFrame, fits: pd.DataFrame) -> dict:
     drawn = {"success_rate": fig_success(df), "class_size_heatmap": fig_class_heatmap(df),
              "runtime_vs_size": fig_runtime(df, fits), "cost_vs_size": fig_cost_vs_size(df),
              "cost_vs_bound_margin": fig_cost_vs_bound_margin(df), "per_class_change": fig_per_class(
-                 per_class_matrix(df)), "methods": fig_methods(df), "preserve": fig_preserve(df)}
+                 per_class_matrix(df)), "methods": fig_methods(df), "preserve": fig_preserve(df),
+             "preserve_margin": fig_preserve_margin(df), "objectives": fig_objectives(df)}
     return {name: (fig, CAPTIONS[name], note) for name, (fig, note) in drawn.items()}

@@ -11,11 +11,13 @@ import pandas as pd
 from ..data import CLASS_NAMES
 from ..provenance import git_commit
 from .common import distinct, fmt
+from .preserve import SIZE, size_label
 
 # (column, what the header calls it) of the settings a sweep can take several values of
 GRID_SETTINGS = [("repair_set_type", "types"), ("requested_repair_set_size", "edit-set sizes"),
                  ("target_class", "classes"), ("param_bound", "parameter bounds"), ("margin", "margins"),
-                 ("layer", "layers"), ("method", "methods"), ("requested_preserve_size", "preserve sizes"),
+                 ("layer", "layers"), ("method", "methods"), ("objective", "objectives"),
+                 ("requested_preserve_size", "preserve sizes"), ("preserve_margin", "preserve margins"),
                  ("seed", "seeds")]
 STOCHASTIC_SETTINGS = [("homogeneity", "types"), ("batch_size", "batch sizes"), *GRID_SETTINGS[2:]]
 SHA_DIGITS = 12
@@ -30,6 +32,8 @@ class HeaderLine:
 
 def _values(df: pd.DataFrame, column: str) -> str:
     values = distinct(df, column)
+    if column == SIZE:
+        return ", ".join(map(size_label, values)) or "-"
     if column == "target_class":
         return ", ".join(f"{int(v)} {CLASS_NAMES[int(v)]}" for v in values) or "none (no class-homogeneous runs)"
     return ", ".join(fmt(v) for v in values) or "-"
@@ -68,7 +72,8 @@ def header_lines(df: pd.DataFrame, settings=GRID_SETTINGS, model_path: str | Non
                  extra=()) -> list[HeaderLine]:
     """The header of a report on the runs ``df``: base model, dataset, the distinct values of each swept setting
     (``settings``: [(column, name)]), ``extra`` lines, toolkit commits and times."""
-    grid = "\n".join(f"{name}: {_values(df, column)}" for column, name in settings if column in df)
+    grid = "\n".join(f"{name}: {_values(df, column)}" for column, name in settings
+                     if column in df and (column != "preserve_margin" or distinct(df, column)))   # (none: no line)
     commits = ", ".join(map(str, distinct(df, "git_commit"))) or "not recorded"
     versions = ", ".join(map(str, distinct(df, "toolkit_version")))
     return [HeaderLine("base model", _model(df, model_path)), _dataset(df), HeaderLine("grid", grid), *extra,

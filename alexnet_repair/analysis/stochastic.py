@@ -16,7 +16,7 @@ from scipy import stats
 from ..experiments.schema import STOCHASTIC_SCHEMA as SCHEMA
 from .common import held_value, left_out, load_csvs, make_figure, shared_legend
 from .preserve import SIZE as PRESERVE
-from .preserve import with_preserve_size
+from .preserve import size_label, with_preserve_size
 
 REQUIRED = ["experiment_id", "iteration", "row_id", "schema", "batch_size", "homogeneity", "test_accuracy",
             "full_repair_accuracy", "batch_repair_time", "success", "baseline_test_accuracy",
@@ -74,7 +74,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
         end = ends[(kind, preserve, batch)]
         test, t_lo, t_hi, n = mean_ci(end["test_accuracy"])
         full, f_lo, f_hi, _ = mean_ci(end["full_repair_accuracy"])
-        rows.append({"homogeneity": kind, PRESERVE: int(preserve), "batch_size": int(batch), "chains": n,
+        rows.append({"homogeneity": kind, PRESERVE: size_label(preserve), "batch_size": int(batch), "chains": n,
                      "iterations": int(part["iteration"].max()), "success_rate": 100.0 * part["success"].mean(),
                      "baseline_test_accuracy": float(part["baseline_test_accuracy"].mean()),
                      "final_test_accuracy": test, "final_test_ci95": f"[{t_lo:.2f}, {t_hi:.2f}]",
@@ -85,7 +85,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _label(kind, preserve, batch) -> str:
-    return f"{kind} b={int(batch)}" + (f" preserve {int(preserve)}" if preserve else "")
+    return f"{kind} b={int(batch)}" + (f" preserve {size_label(preserve)}" if preserve else "")
 
 
 def _bands(ax, table: pd.DataFrame) -> None:
@@ -130,7 +130,7 @@ def fig_batch_sizes(df: pd.DataFrame):
     sizes = sorted(table["batch_size"].unique())
     for ax, (col, label) in zip(axes, panels):
         for (kind, preserve), part in table.groupby(GROUP[:2]):
-            name = kind + (f" preserve {preserve}" if preserve else "")
+            name = kind + (f" preserve {preserve}" if preserve != "0" else "")     # (the table's size labels)
             ax.plot(part["batch_size"], part[col], marker="o", label=name)
         ax.set(xlabel="batch size", ylabel=label, title=label.split(" (")[0])
         ax.set_xticks(sizes, [f"{s:g}" for s in sizes])

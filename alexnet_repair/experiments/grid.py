@@ -1,5 +1,5 @@
-"""Grid sweeps: repair-set type x size x class x bound x margin x layer x method x preserve size x seed, one CSV
-row per run.
+"""Grid sweeps: repair-set type x size x class x bound x margin x layer x method x objective x solver x preserve
+size x preserve margin x seed, one CSV row per run.
 
 A run's key is its ``experiment_id`` (e.g. ``misclassified_n50_c-_b5_m2_l6_s0_aprnn_auto``). Each run draws its
 edit set, repairs, verifies on the saved model and evaluates; each run is claimed first (:mod:`.claims`) and its
@@ -52,14 +52,15 @@ class RunSpec(RepairSettings):
 
 def build_grid(types=DEFAULT_TYPES, sizes=DEFAULT_SIZES, classes=DEFAULT_CLASSES, bounds=DEFAULT_BOUNDS,
                margins=DEFAULT_MARGINS, layers=DEFAULT_LAYERS, methods=DEFAULT_METHODS, seeds=DEFAULT_SEEDS,
-               solver: str = "auto", **preserve) -> list[RunSpec]:
+               solver: str = "auto", **more) -> list[RunSpec]:
     """The grid in a fixed order (small sizes first); ``misclassified`` ignores ``classes``.
 
-    ``preserve``: ``preserves`` (a grid dimension), ``preserve_margin`` and ``preserve_split`` (see settings_grid).
+    ``more``: ``preserves``, ``preserve_margin``, ``objectives`` (grid dimensions) and ``preserve_split`` (see
+    settings_grid).
     """
-    check_settings(types, sizes, classes, bounds, margins, methods, **preserve)
+    check_settings(types, sizes, classes, bounds, margins, methods, **more)
     specs = [RunSpec(size=size, **settings) for size, kind in itertools.product(sorted(set(map(int, sizes))), types)
-             for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, **preserve)]
+             for settings in settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, **more)]
     return list(dict.fromkeys(specs))
 
 
@@ -70,7 +71,7 @@ def run_one(spec: RunSpec, ctx: SweepContext, base, threads: int | None = None) 
     row = {"experiment_id": spec.experiment_id, "schema": SCHEMA, "sweep_key": ctx.sweep_key,
            "repair_set_type": spec.repair_set_type, "repair_set_focus": focus or "",
            "requested_repair_set_size": spec.size, "edit_set_sizing_strategy": setup.sizing, **settings_fields(spec),
-           "objective": setup.objective, "dataset": ctx.test.dataset, "edit_split": setup.edit_split,
+           "dataset": ctx.test.dataset, "edit_split": setup.edit_split,
            "holdout_fraction": setup.holdout_fraction, "baseline_model_path": setup.weights,
            "baseline_accuracy_test_set": ctx.cache.base_predictions().accuracy(), **provenance_fields(ctx, threads),
            "status": "error", "success": False, "repair_successful": False}

@@ -46,8 +46,8 @@ def check_resumable(path, rows, sweep_key: str, chains: bool = False) -> None:
                          f"--full-set-size differ): choose another --output-file")
     if keys:
         raise UsageError(f"{path} holds runs of another sweep setup (checkpoint, dataset, edit split, sizing, "
-                         f"holdout fraction or objective differ: key {sorted(keys)[0]}, now {sweep_key}): "
-                         f"choose another --output-file")
+                         f"holdout fraction, or an earlier version's sweep-wide --objective differ: key "
+                         f"{sorted(keys)[0]}, now {sweep_key}): choose another --output-file")
 
 
 def plan(specs: list, done: dict[str, dict], retry_failed: bool) -> list:

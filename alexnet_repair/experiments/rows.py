@@ -20,6 +20,7 @@ def settings_fields(spec) -> dict:
     return {"target_class": spec.target_class, "param_bound": spec.param_bound, "margin": spec.margin,
             "target_class_name": None if spec.target_class is None else CLASS_NAMES[spec.target_class],
             "layer": spec.layer, "method": spec.method, "seed": spec.seed, "solver_requested": spec.solver,
+            "objective": spec.objective if spec.method == "aprnn" else None,    # fine-tuning has no LP objective
             "requested_preserve_size": spec.preserve,
             "preserve_margin": spec.preserve_margin if spec.preserve else None,
             "preserve_split": spec.preserve_split if spec.preserve else None}

@@ -46,7 +46,7 @@ COLUMNS = [
 STOCHASTIC_COLUMNS = [
     "experiment_id", "iteration", "row_id", "timestamp", "schema", "sweep_key",
     "batch_size", "homogeneity", "target_class", "target_class_name", "param_bound", "margin", "layer", "method",
-    "seed", "solver_requested", "full_set_size", "candidates",
+    "seed", "solver_requested", "objective", "full_set_size", "candidates",   # (objective: added to schema 1)
     # the earlier toolkit's columns (accuracies in percent)
     "test_accuracy", "full_repair_accuracy", "batch_repair_time", "error_message",
     "status", "success", "successes_so_far", "batch_indices", "batch_accuracy_before",

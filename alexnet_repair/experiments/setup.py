@@ -1,6 +1,6 @@
 """Sweep-wide settings (not grid dimensions) and what a sweep computes once, shared by grid runs and chains.
 
-Settings that are not grid dimensions (checkpoint, dataset, edit split, sizing, objective, ...) form the
+Settings that are not grid dimensions (checkpoint, dataset, edit split, sizing, rows, ...) form the
 ``sweep_key``: a CSV never mixes two of them. The sweep-wide work is done once: one base-model pass over the
 test split (kept as a :class:`alexnet_repair.evaluate.FeatureCache`) and one over the edit split; edit sets are drawn from it.
 """
@@ -21,7 +21,7 @@ from ..provenance import versions
 from ..repair import RepairConfig
 from ..training import TrainConfig, train_base_model
 from ..evaluate import FeatureCache
-from .settings import DEFAULT_EDIT_SPLIT, DEFAULT_HOLDOUT_FRACTION, DEFAULT_SIZING
+from .settings import DEFAULT_EDIT_SPLIT, DEFAULT_HOLDOUT_FRACTION, DEFAULT_OBJECTIVE, DEFAULT_SIZING
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ class SweepSetup:
     edit_split: str = DEFAULT_EDIT_SPLIT
     sizing: str = DEFAULT_SIZING
     holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION
-    objective: str = "linf+l1n"
     rows: str | None = None
     formulation: str = "auto"
     algorithm: str = "auto"
@@ -50,8 +49,11 @@ class SweepSetup:
     output_file: str = str(path_for("sweep_csv"))   # the sweep CSV (names the folder of kept models)
 
     def key(self, weights_sha256: str) -> str:
+        # The objective is a grid dimension now (ids _o<name>): the key holds APRNN's, which every earlier sweep
+        # without --objective had, so those CSVs resume; one of an earlier sweep-wide --objective l1 (ids without
+        # the suffix) is refused, not mixed up with the new ids.
         fields = {"weights_sha256": weights_sha256, "dataset": self.dataset, "edit_split": self.edit_split,
-                  "sizing": self.sizing, "holdout_fraction": self.holdout_fraction, "objective": self.objective,
+                  "sizing": self.sizing, "holdout_fraction": self.holdout_fraction, "objective": DEFAULT_OBJECTIVE,
                   "rows": self.rows, "formulation": self.formulation, "time_limit": self.time_limit}
         if self.on_infeasible != "fail":     # (absent by default, so keys of earlier sweeps stay valid)
             fields["on_infeasible"] = self.on_infeasible
@@ -75,7 +77,7 @@ class SweepContext:
 def repair_config(setup: SweepSetup, spec, threads: int | None) -> RepairConfig:
     """The RepairConfig of one run (grid RunSpec or stochastic ChainSpec) under ``setup``."""
     return RepairConfig(layer=spec.layer, rows=setup.rows, param_bound=spec.param_bound, margin=spec.margin,
-                        objective=setup.objective, solver=spec.solver, algorithm=setup.algorithm,
+                        objective=spec.objective, solver=spec.solver, algorithm=setup.algorithm,
                         formulation=setup.formulation, time_limit=setup.time_limit, threads=setup.threads or threads,
                         method=spec.method, on_infeasible=setup.on_infeasible, preserve=spec.preserve,
                         preserve_margin=spec.preserve_margin, preserve_split=spec.preserve_split)

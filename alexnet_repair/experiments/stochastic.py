@@ -1,9 +1,10 @@
 """Stochastic (sequential) repair: draw the full repair set of a kind, then repeatedly repair a random batch of
 it, each time starting from the previous iteration's model. One CSV row per iteration.
 
-A chain is (type, class, batch size, bound, margin, layer, method, preserve size, seed); its key ``experiment_id``
-is e.g. ``stoch_bs10_misclassified_c-_b5_m2_l6_s0_aprnn_auto`` (``..._p1000`` with a preserve set, redrawn from
-the chain's current model with the chain's seed at every iteration). Batches follow the earlier toolkit: the full
+A chain is (type, class, batch size, bound, margin, layer, method, objective, preserve size, seed); its key
+``experiment_id`` is e.g. ``stoch_bs10_misclassified_c-_b5_m2_l6_s0_aprnn_auto`` (``..._p1000`` with a preserve
+set, redrawn from the chain's current model with the chain's seed at every iteration; ``..._ol1`` with another
+objective than APRNN's). Batches follow the earlier toolkit: the full
 set is shuffled and cut into consecutive batches, reshuffled when exhausted (a fixed schedule per seed, so a
 resumed chain draws the same batches). A failed repair leaves the model unchanged (a verified partial one, e.g.
 max-fixed, is kept). Resume is per iteration: the model after iteration i is written
@@ -57,10 +58,10 @@ class ChainSpec(RepairSettings):
         return safe_name(f"stoch_bs{self.batch_size}_{self.repair_set_type}_{self.settings_tag}")
 
 
-def build_chains(types, batch_sizes, classes, bounds, margins, layers, methods, seeds, solver="auto", **preserve):
-    """Every chain, after the same checks as a grid's (``preserve``: see grid.build_grid)."""
-    check_settings(types, [1], classes, bounds, margins, methods, **preserve)
-    grids = {kind: settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, **preserve)
+def build_chains(types, batch_sizes, classes, bounds, margins, layers, methods, seeds, solver="auto", **more):
+    """Every chain, after the same checks as a grid's (``more``: see grid.build_grid)."""
+    check_settings(types, [1], classes, bounds, margins, methods, **more)
+    grids = {kind: settings_grid(kind, classes, bounds, margins, layers, methods, seeds, solver, **more)
              for kind in types}
     if any(int(b) < 1 for b in batch_sizes):
         raise AlexRepairError("--batch-sizes must be positive")

@@ -55,7 +55,7 @@ def test_header_names_model_data_grid_commits_and_times(report):
     assert header["grid"].splitlines() == [
         "types: class_homogeneous_incorrect, misclassified", "edit-set sizes: 2, 5", "classes: 3 cat, 5 dog",
         "parameter bounds: 20", "margins: 0.05, 0.1", f"layers: {first['layer']}", "methods: aprnn",
-        "preserve sizes: 0", "seeds: 0"]
+        "objectives: linf+l1n", "preserve sizes: 0", "seeds: 0"]
     assert first["git_commit"] and {r["git_commit"] for r in rows} == {first["git_commit"]}
     assert header["toolkit"] == (f"runs at commit {first['git_commit']} (alexnet_repair {first['toolkit_version']}); "
                                  f"this analysis at commit {git_commit()}")

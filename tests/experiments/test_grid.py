@@ -1,5 +1,6 @@
 """experiment_runner.py grid sweeps: real rows against a direct repair, kill -9 + resume, --jobs, shards, merge, the
---preserves dimension (rows whose models keep their preserve images; plain ids unchanged; old CSVs resume)."""
+--preserves dimension (rows whose models keep their preserve images; plain ids unchanged; old CSVs resume), the
+--objectives dimension (ids _o<objective>, the default's unchanged)."""
 
 from __future__ import annotations
 
@@ -207,9 +208,9 @@ def test_rows_per_preserve_size_and_models_that_keep_them(preserve_sweep, cifar_
     assert len(rows) == 8 and {r["preserve_size"] for r in rows} == {"0", "20"}
     for row in rows:
         plain = row["requested_preserve_size"] == "0"
-        assert row["experiment_id"].endswith("_p20") != plain
+        assert row["experiment_id"].endswith("_p20_d2") != plain          # the default D = 2 is in the id
         settings = (row["preserve_size"], row["preserve_margin"], row["preserve_split"])
-        assert settings == (("0", "", "") if plain else ("20", "0.0", "train"))
+        assert settings == (("0", "", "") if plain else ("20", "2.0", "train"))
         assert (row["preserve_kept"] == "") == plain
     kept = [r for r in rows if r["method"] == "aprnn" and r["preserve_size"] == "20" and r["success"] == "True"]
     assert len(kept) == 2
@@ -255,3 +256,25 @@ def test_plain_ids_unchanged_and_an_old_csv_resumes_and_merges(preserve_sweep, t
     header, merged = read_csv(out)
     assert header == COLUMNS and len(merged) == 8
     assert {r["experiment_id"] for r in merged} == {r["experiment_id"] for r in rows_of(preserve_sweep.csv)}
+
+
+def test_objectives_are_a_dimension_of_the_lp_runs(workdir, cifar_dir, quiet_checkpoint, capsys):
+    args = [*common(cifar_dir, quiet_checkpoint), "--repair-set-sizes", "3", "--repair-set-types", "misclassified",
+            "--param-bound", "20", "--margin", "0.05", "--methods", "aprnn", "ft", "--output-file", "results/o.csv"]
+    assert experiment_runner.main([*args, "--objectives", "linf+l1n", "l1"]) == 0
+    rows = {r["experiment_id"]: r for r in rows_of("results/o.csv")}
+    plain = "misclassified_n3_c-_b20_m0.05_l6_s0_aprnn_highs"       # the id of earlier sweeps, unchanged
+    assert sorted(rows) == [plain, f"{plain}_ol1", "misclassified_n3_c-_b20_m0.05_l6_s0_ft_highs"]
+    assert [rows[k]["objective"] for k in sorted(rows)] == ["linf+l1n", "l1", ""]     # fine-tuning has none
+    for key, objective in [(plain, "linf+l1n"), (f"{plain}_ol1", "l1")]:
+        record = json.loads(Path(rows[key]["record_path"]).read_text())
+        assert record["spec"]["objective"] == record["result"]["config"]["objective"] == objective
+    assert {rows[k]["success"] for k in (plain, f"{plain}_ol1")} == {"True"}
+    assert rows[plain]["objective_value"] != rows[f"{plain}_ol1"]["objective_value"]
+    # --objective (one value) is the same dimension: the default resumes into this CSV, l1 alone lists its runs
+    capsys.readouterr()
+    assert experiment_runner.main([*args, "--objective", "linf+l1n"]) == 0
+    assert "0 to run" in capsys.readouterr().err
+    assert experiment_runner.main([*args, "--objective", "l1", "--list"]) == 0
+    ft = "misclassified_n3_c-_b20_m0.05_l6_s0_ft_highs"
+    assert capsys.readouterr().out.split() == [f"{plain}_ol1", rows[f"{plain}_ol1"]["status"], ft, rows[ft]["status"]]

@@ -73,8 +73,8 @@ def test_stochastic_chains_carry_the_preserve_set_and_old_csvs_resume(workdir, c
     chains = {}
     for row in rows:
         chains.setdefault(row["experiment_id"], []).append(row)
-    plain, = (rows for chain, rows in chains.items() if not chain.endswith("_p20"))
-    preserved, = (rows for chain, rows in chains.items() if chain.endswith("_p20"))
+    plain, = (rows for chain, rows in chains.items() if not chain.endswith("_p20_d2"))
+    preserved, = (rows for chain, rows in chains.items() if chain.endswith("_p20_d2"))
     assert [r["iteration"] for r in plain] == ["1", "2", "3"] and plain[0]["preserve_size"] == ""   # resumed
     assert [r["iteration"] for r in preserved] == ["1", "2", "3"]
     assert all(r["requested_preserve_size"] == r["preserve_size"] == "20" for r in preserved)

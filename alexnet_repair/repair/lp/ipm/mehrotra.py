@@ -49,6 +49,8 @@ def normal_solve(op, theta: np.ndarray, rhs: np.ndarray, max_iter: int = 2, tol:
     y = op.solve(rhs)
     r = rhs - op.matvec(theta * op.rmatvec(y))
     norm = np.linalg.norm(rhs)
+    if np.linalg.norm(r) <= tol * norm:  # the factorisation alone was accurate enough: no preconditioned residual
+        return y
     z = op.solve(r)
     p, rz = z, r @ z
     for _ in range(max_iter):

@@ -201,14 +201,13 @@ class BlockOperator:
         upper triangle is set (the Cholesky reads no other). Into the last call's array: on this VM a fresh 80 MB
         array costs more page faults than its products."""
         m = self.blk.shape[1]
-        if self._K is None:
-            self._K, self._scaled = np.empty((self.n_r, m, m)), np.empty((m, self.d))
+        if self._K is None:  # zero off the blocks once: nothing writes there (only the padding's diagonal)
+            self._K, self._scaled = np.zeros((self.n_r, m, m)), np.empty((m, self.d))
         K = self._K
         for r in range(self.n_r):  # by a symmetric rank-k update (half the flops)
             k = self.blk_n[r]
             a_r = self.a if self.full else self.a[self.d_pt[self.blk[r, :k]]]
             np.multiply(a_r, np.sqrt(th[r]), out=self._scaled[:k])
-            K[r] = 0.0
             K[r, :k, :k] = blas.dsyrk(1.0, self._scaled[:k].T, trans=1, lower=0)  # (k, d)^T: no copy to F order
         K[~self.blk_ok[:, :, None] & np.eye(m, dtype=bool)] = 1.0  # padding: decoupled
         return K
@@ -217,10 +216,10 @@ class BlockOperator:
         if self.full:
             v = rd.reshape(self.n_pts, self.n_r).T
             return np.matmul(self.K_inv, v[:, :, None])[:, :, 0].T.ravel()
-        v = np.zeros(self.blk.shape)
-        v[self.blk_ok] = rd[self.blk[self.blk_ok]]
         out = np.empty_like(rd)
-        out[self.blk[self.blk_ok]] = np.matmul(self.K_inv, v[:, :, None])[:, :, 0][self.blk_ok]
+        for r, k in enumerate(self.blk_n):  # block by block, unpadded: with preserve points the blocks differ in
+            idx = self.blk[r, :k]            # size (one class's may hold most), and a padded product reads every block
+            out[idx] = self.K_inv[r, :k, :k] @ rd[idx]  # at the largest one's size (10k real preserve images: 3x)
         return out
 
     def _g_solve(self, ro):  # O rows, block diagonal over groups
