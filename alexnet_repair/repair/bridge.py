@@ -95,7 +95,7 @@ def lp_spec(model: AlexNet, images: torch.Tensor, labels: torch.Tensor, config: 
     inputs = layer_inputs(model, images, config.layer, device, dtype=torch.float32).double().numpy()
     kept = {}
     if preserve is not None and len(preserve):
-        kept = dict(preserve_inputs=preserve_layer_inputs(model, preserve, config.layer, device).double().numpy(),
+        kept = dict(preserve_inputs=preserve_layer_inputs(model, preserve, config.layer, device).numpy(),  # float32
                     preserve_labels=preserve.labels.numpy().astype(np.int64),
                     preserve_margin=np.asarray(preserve.margins, dtype=np.float64))
     return LPSpec(inputs=inputs, targets=labels.numpy().astype(np.int64), **kept,

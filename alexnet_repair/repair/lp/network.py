@@ -45,15 +45,20 @@ class Network:
     @property
     def live_inputs(self) -> np.ndarray:
         """Inputs of the edited layer that are non-zero at some point (computed once; the IPM's rounds share it)."""
-        if self._live is None:
-            self._live = np.flatnonzero((self.spec.inputs != 0).any(0))
+        if self._live is None:  # in chunks: no (N, in_k) temporary for a dataset-scale preserve set
+            live = np.zeros(self.spec.inputs.shape[1], dtype=bool)
+            for lo in range(0, self.spec.inputs.shape[0], CHECK_CHUNK):
+                live |= (self.spec.inputs[lo:lo + CHECK_CHUNK] != 0).any(0)
+            self._live = np.flatnonzero(live)
         return self._live
 
     @property
     def input_l1(self) -> np.ndarray:
         """(N,) ||a_i||_1 of every point's input (computed once)."""
         if self._l1 is None:
-            self._l1 = np.abs(self.spec.inputs).sum(1)
+            a = self.spec.inputs
+            self._l1 = np.concatenate([np.abs(a[lo:lo + CHECK_CHUNK]).sum(1) for lo in range(0, a.shape[0], CHECK_CHUNK)]
+                                      or [np.zeros(0)])
         return self._l1
 
 
