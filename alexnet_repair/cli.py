@@ -123,8 +123,8 @@ def _add_preserve_args(flag) -> None:
          f"correctly must stay so, or 'all' of them; {guarantee}. Default 0: plain APRNN",
          f"preserve-set sizes, a grid dimension (e.g. --preserves 0 1000 all; default: 0, none); {guarantee}",
          (("--preserve", "--preserves"), "preserves", [RepairConfig.preserve]), type=preserve_size, metavar="N|all")
-    kept = ("each preserve image keeps label logit - every other logit >= min(D, its margin on the base model), so "
-            "no image is pushed up and none falls below where it was")
+    kept = ("each preserve image keeps label logit - every other logit >= min(D, its margin on the base model - "
+            "2e-4), so no image is pushed up and none falls below where it was")
     flag("--preserve-margin", "preserve_margin", f"D: {kept} (default {RepairConfig.preserve_margin:g})",
          f"values of D, a grid dimension of the runs with a preserve set: {kept}", type=float, metavar="D",
          plural=(("--preserve-margin", "--preserve-margins"), "preserve_margins", [RepairConfig.preserve_margin]))

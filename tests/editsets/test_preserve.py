@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from alexnet_repair.editsets import build_editset, draw_preserve_set
+from alexnet_repair.editsets.preserve import ROUNDING_ROOM
 from alexnet_repair.evaluate import margins_of
 from alexnet_repair.repair import RepairConfig, preserve_set_for
+from alexnet_repair.repair.lp.spec import LPSpec
 
 
 def test_preserve_set_never_overlaps_the_edit_or_held_out_images(fitted_model, cifar_test):
@@ -51,5 +53,6 @@ def test_each_image_keeps_min_of_d_and_its_own_base_margin(fitted_model, cifar_t
     with torch.no_grad():
         base = margins_of(fitted_model.eval()(preserve.images), preserve.labels).numpy()
     assert (base > 0).all()
-    assert preserve.margins == pytest.approx(np.minimum(base, 0.5), abs=1e-6)
+    assert preserve.margins == pytest.approx(np.minimum(np.maximum(base - ROUNDING_ROOM, 0), 0.5), abs=1e-6)
+    assert ROUNDING_ROOM > LPSpec.margin_slack    # the unchanged model meets every preserve row of the LP
     assert (base < 0.5).any() and (base > 0.5).any()   # both kinds occur, so both branches of the min are checked

@@ -27,6 +27,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from alexnet_repair.progress_log import progress
 from alexnet_repair.repair.lp import network as nw
 from alexnet_repair.repair.lp.colgen_master import Master, split_solution
 from alexnet_repair.repair.lp.spec import LPSolution, LPSpec, objective_terms
@@ -177,6 +178,9 @@ def solve_colgen(spec: LPSpec, net: nw.Network, solver: str = "auto", options: S
         sol.build_time += time.perf_counter() - pt
         log.debug("colgen round %d (phase %d): |E|=%d obj=%.10g slack=%.3g +cols=%d +rows=%d min_rc=%.3g",
                   sol.n_solves, 1 if phase1 else 2, e, res.objective, slack, cand.size, added_rows, rc.min())
+        state = "phase 1, margins not yet met" if phase1 else f"objective {res.objective / cscale:.6g}"
+        progress.info("column generation round %d (%s): %d weight columns in the LP, %d join, %d rows join, %.1f s",
+                      sol.n_solves, state, e, cand.size, added_rows, time.perf_counter() - t_start)
         if cand.size or added_rows:
             continue
         if phase1:

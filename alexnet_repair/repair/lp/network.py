@@ -57,8 +57,8 @@ class Network:
         """(N,) ||a_i||_1 of every point's input (computed once)."""
         if self._l1 is None:
             a = self.spec.inputs
-            self._l1 = np.concatenate([np.abs(a[lo:lo + CHECK_CHUNK]).sum(1) for lo in range(0, a.shape[0], CHECK_CHUNK)]
-                                      or [np.zeros(0)])
+            parts = [np.abs(a[lo:lo + CHECK_CHUNK]).sum(1) for lo in range(0, a.shape[0], CHECK_CHUNK)]
+            self._l1 = np.concatenate(parts) if parts else np.zeros(0)
         return self._l1
 
 

@@ -124,7 +124,8 @@ class _Rounds:
         self.lp = self.res = self.cert = None
         self.keep = np.zeros(0, dtype=np.int64)
         self.round, self.depth = 0, None
-        self.entered = np.zeros(spec.inputs.shape[0] * (spec.weights[-1].shape[0] - 1), dtype=np.int64)  # round a row joined
+        n_rows = spec.inputs.shape[0] * (spec.weights[-1].shape[0] - 1)
+        self.entered = np.zeros(n_rows, dtype=np.int64)  # the round each margin row joined in (0: the first LP)
 
     def solve(self, keep: np.ndarray, round_: int) -> "_Rounds":
         spec, net = self.spec, self.net
