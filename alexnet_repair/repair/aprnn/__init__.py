@@ -121,8 +121,9 @@ def _rounding_only(check: Verification, config: RepairConfig, spec: LPSpec) -> b
 
 def _failure_message(status: str, config: RepairConfig, detail: str) -> str:
     if status == "infeasible" and config.preserve:
+        which = "all the" if config.preserve == "all" else f"the {config.preserve}"
         return (f"no repair exists within --param-bound {config.param_bound} and --margin {config.margin} on "
-                f"{config.layer} that keeps the {config.preserve} preserve images (--preserve-margin "
+                f"{config.layer} that keeps {which} preserve images (--preserve-margin "
                 f"{config.preserve_margin}): try fewer --preserve images, a smaller --preserve-margin, a larger "
                 f"--param-bound, an earlier --layer, or --on-infeasible max-fixed")
     if status == "infeasible":
