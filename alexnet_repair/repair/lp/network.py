@@ -37,6 +37,7 @@ class Network:
     active: list[np.ndarray]
     _live: np.ndarray | None = None
     _l1: np.ndarray | None = None
+    _l2: np.ndarray | None = None
 
     @property
     def n_layers(self) -> int:
@@ -45,10 +46,10 @@ class Network:
     @property
     def live_inputs(self) -> np.ndarray:
         """Inputs of the edited layer that are non-zero at some point (computed once; the IPM's rounds share it)."""
-        if self._live is None:  # in chunks: no (N, in_k) temporary for a dataset-scale preserve set
+        if self._live is None:
             live = np.zeros(self.spec.inputs.shape[1], dtype=bool)
-            for lo in range(0, self.spec.inputs.shape[0], CHECK_CHUNK):
-                live |= (self.spec.inputs[lo:lo + CHECK_CHUNK] != 0).any(0)
+            for chunk in _chunks(self.spec.inputs):
+                live |= (chunk != 0).any(0)
             self._live = np.flatnonzero(live)
         return self._live
 
@@ -56,10 +57,20 @@ class Network:
     def input_l1(self) -> np.ndarray:
         """(N,) ||a_i||_1 of every point's input (computed once)."""
         if self._l1 is None:
-            a = self.spec.inputs
-            parts = [np.abs(a[lo:lo + CHECK_CHUNK]).sum(1) for lo in range(0, a.shape[0], CHECK_CHUNK)]
-            self._l1 = np.concatenate(parts) if parts else np.zeros(0)
+            self._l1 = np.concatenate([np.abs(c).sum(1) for c in _chunks(self.spec.inputs)] or [np.zeros(0)])
         return self._l1
+
+    @property
+    def input_l2(self) -> np.ndarray:
+        """(N,) ||(a_i, 1)||_2 of every point's input with the bias's constant input (computed once)."""
+        if self._l2 is None:
+            self._l2 = np.sqrt(np.einsum("ij,ij->i", self.spec.inputs, self.spec.inputs) + 1.0)
+        return self._l2
+
+
+def _chunks(a: np.ndarray, chunk: int = CHECK_CHUNK):
+    """``a`` in blocks of ``chunk`` rows: no (N, in_k) temporary for a dataset-scale preserve set."""
+    return (a[lo:lo + chunk] for lo in range(0, a.shape[0], chunk))
 
 
 def original_network(spec: LPSpec) -> Network:

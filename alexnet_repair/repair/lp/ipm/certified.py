@@ -64,16 +64,15 @@ def near_levels(spec: LPSpec) -> np.ndarray:
     return np.repeat(level, n_cls - 1)
 
 
-def _worst_per_point(spec: LPSpec, rows: np.ndarray, slack: np.ndarray, depth: np.ndarray | None = None) -> np.ndarray:
+def _worst_per_point(spec: LPSpec, rows: np.ndarray, slack: np.ndarray, norms: np.ndarray) -> np.ndarray:
     """``rows`` with, of each preserve point, only its PRESERVE_PER_ROUND least-slack ones, and of those only the
-    PRESERVE_ROWS deepest ones: the least slack over the point's input norm (``depth``: (N,) 1 / |(a_i, 1)|_2, the
-    distance of the dW point from the row's hyperplane; None: slack alone). Deep cuts cut more of the next LP's
-    solution than the same slack on a large-norm image (10,000 real preserve images: 8 rounds either way, 2,214 ->
-    1,776 preserve rows, 104 -> 90 s)."""
+    PRESERVE_ROWS deepest ones: the least slack over the point's input norm (``norms``: (N,) |(a_i, 1)|_2; slack /
+    norm is the distance of the dW point from the row's hyperplane). Deep cuts cut more of the next LP's solution
+    than the same slack on a large-norm image (10,000 real preserve images: 8 rounds either way, 2,214 -> 1,776
+    preserve rows, 104 -> 90 s)."""
     n_cls = spec.weights[-1].shape[0]
     pts = rows // (n_cls - 1)
-    if depth is not None:
-        slack = slack * np.repeat(depth, n_cls - 1)
+    slack = slack / np.repeat(norms, n_cls - 1)
     order = np.lexsort((slack[rows], pts))
     rows, pts = rows[order], pts[order]
     rank = np.arange(rows.size) - np.searchsorted(pts, pts)
@@ -86,19 +85,17 @@ def _worst_per_point(spec: LPSpec, rows: np.ndarray, slack: np.ndarray, depth: n
 def initial_margin_rows(spec: LPSpec, net: nw.Network, per_point: int = INIT_ROWS, near=None) -> np.ndarray:
     """Margin rows the first IPM round includes: every one violated or within NEAR_ROWS * margin, judged at
     ``near`` = (dW, db) (a nearby solution, e.g. the preserve loop's previous one) or at the original network;
-    and of the edit points all rows while they are few (ALL_ROWS), else the ``per_point`` most binding ones
-    per point. A preserve point's rows hold at the original network, so most of them never enter."""
+    and of the edit points all rows while they are few and alone (_all_edit_rows), else the ``per_point`` most
+    binding ones per point. A preserve point's rows hold at the original network, so most of them never enter."""
     n, n_cls = net.z0[-1].shape
     n_e = spec.n_edit_points
-    if n == n_e and n * (n_cls - 1) <= ALL_ROWS:
+    if _all_edit_rows(spec):
         return np.arange(n * (n_cls - 1))
     y = net.z0[-1] if near is None else net.z0[-1] + output_changes(net, *near)
     need = -margin_slacks(spec, y).reshape(n, n_cls - 1)  # > 0: the row needs a change
     take = need >= -near_levels(spec).reshape(n, n_cls - 1)
-    if _all_edit_rows(spec):
-        take[:n_e] = True
-    else:  # many edit points: per point its per_point most binding rows, the rest join when violated
-        take[:n_e] = np.argsort(np.argsort(-need[:n_e], axis=1), axis=1) < per_point
+    # edit points: per point its per_point most binding rows, the rest join when violated
+    take[:n_e] = np.argsort(np.argsort(-need[:n_e], axis=1), axis=1) < per_point
     return np.flatnonzero(take.ravel())
 
 
@@ -123,14 +120,12 @@ class _Rounds:
         self.bounds = Bounds()  # the best feasible point and lower bound of every iterate of every round
         self.lp = self.res = self.cert = None
         self.keep = np.zeros(0, dtype=np.int64)
-        self.round, self.depth = 0, None
-        n_rows = spec.inputs.shape[0] * (spec.weights[-1].shape[0] - 1)
-        self.entered = np.zeros(n_rows, dtype=np.int64)  # the round each margin row joined in (0: the first LP)
+        self.fresh = self.keep  # the margin rows this round's LP is the first to hold
 
     def solve(self, keep: np.ndarray, round_: int) -> "_Rounds":
         spec, net = self.spec, self.net
         tb = time.perf_counter()
-        self.keep, self.round = keep, round_
+        self.fresh, self.keep = np.setdiff1d(keep, self.keep), keep
         self.lp = lp = build_ipm_lp(spec, net, keep)
         start = round_start(self.prev, keep, lp)
         threads = (self.options.threads if self.options else None) or threads_for(lp.op.factor_flops)
@@ -199,11 +194,7 @@ class _Rounds:
         if not (miss > FEAS_TOL).any():
             return np.zeros(0, dtype=np.int64)
         close = np.setdiff1d(np.flatnonzero(self.cert.slack < near_levels(self.spec)), keep)
-        if self.depth is None:
-            self.depth = 1.0 / np.sqrt(np.einsum("ij,ij->i", self.spec.inputs, self.spec.inputs) + 1.0)
-        chosen = _worst_per_point(self.spec, close, self.cert.slack, self.depth)
-        self.entered[chosen] = self.round + 1
-        return chosen
+        return _worst_per_point(self.spec, close, self.cert.slack, self.net.input_l2)
 
     def drop(self, _, keep: np.ndarray, round_: int) -> np.ndarray:
         """In the first DROP_ROUNDS rounds, rows with slack > DROP_SLACK * margin leave (the point stays optimal
@@ -212,8 +203,8 @@ class _Rounds:
             return keep
         first_p = self.spec.n_edit_points * (self.spec.weights[-1].shape[0] - 1)
         stays = self.cert.slack[keep] <= DROP_SLACK * self.spec.margin
-        stays |= self.entered[keep] >= round_  # joined for this round: a row leaves after two LPs, not one (a row
-        #                                        that joined violated and left at once came back: LPs cycled)
+        stays |= np.isin(keep, self.fresh)  # joined for this round: a row leaves after two LPs, not one (a row
+        #                                     that joined violated and left at once came back: LPs cycled)
         if _all_edit_rows(self.spec):
             stays |= keep < first_p
         return keep[stays]
